@@ -1,0 +1,140 @@
+"""Lazy, fork-safe access to one episode file.
+
+Nothing is read until asked for, and only the frames asked for are decoded.
+The HDF5 handle is opened on first use *in the current process*: an
+`EpisodeReader` created in the parent and pickled or forked into DataLoader
+workers reopens its own handle there instead of sharing the parent's, which
+HDF5 does not support.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from datasets.schema import ACTION_GROUP, CARTESIAN, GRIPPER, IMAGE_GROUP, EpisodeError, image_key
+
+
+class EpisodeReader:
+    """Read any frame range of any key of one episode without loading the episode."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    # -- handle management -------------------------------------------------
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = None  # a handle inherited from another process is never used
+            try:
+                self._file = h5py.File(self.path, "r")
+            except (OSError, ValueError) as err:
+                raise EpisodeError(self.path, f"unreadable HDF5 file ({err})") from err
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __enter__(self) -> EpisodeReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_file": None, "_pid": None}
+
+    # -- metadata ------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in self.file.attrs.items()}
+
+    @property
+    def control_hz(self) -> float:
+        hz = self.file.attrs.get("control_hz")
+        if hz is None:
+            raise EpisodeError(self.path, "missing file attribute 'control_hz'")
+        return float(hz)
+
+    @property
+    def cameras(self) -> list[str]:
+        group = self.file.get(IMAGE_GROUP)
+        return sorted(group.keys()) if isinstance(group, h5py.Group) else []
+
+    @property
+    def action_keys(self) -> list[str]:
+        group = self.file.get(ACTION_GROUP)
+        return sorted(f"{ACTION_GROUP}/{k}" for k in group.keys()) if isinstance(group, h5py.Group) else []
+
+    def keys(self) -> list[str]:
+        """Every dataset key in the file, as slash-separated paths."""
+        found: list[str] = []
+        self.file.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return sorted(found)
+
+    def __len__(self) -> int:
+        return int(self.dataset(CARTESIAN).shape[0])
+
+    def dataset(self, key: str) -> h5py.Dataset:
+        obj = self.file.get(key)
+        if not isinstance(obj, h5py.Dataset):
+            raise EpisodeError(self.path, f"missing key '{key}'")
+        return obj
+
+    # -- data ----------------------------------------------------------------
+    def read(self, key: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+        """Frames `start:stop:step` of `key` (numpy slice semantics, non-negative bounds)."""
+        ds = self.dataset(key)
+        stop = ds.shape[0] if stop is None else stop
+        try:
+            if step == 1:
+                return ds[start:stop]
+            # h5py's strided hyperslabs are ~100x slower than single-frame reads of chunked data
+            return self.read_frames(key, range(start, min(stop, ds.shape[0]), step))
+        except (OSError, ValueError, RuntimeError) as err:
+            raise EpisodeError(self.path, f"cannot decode '{key}' frames {start}:{stop}:{step} ({err})") from err
+
+    def read_frames(self, key: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The frames at `indices` (any order), one chunk read each."""
+        ds = self.dataset(key)
+        indices = [int(i) for i in indices]
+        out = np.empty((len(indices), *ds.shape[1:]), dtype=ds.dtype)
+        try:
+            for j, i in enumerate(indices):
+                if not 0 <= i < ds.shape[0]:
+                    raise IndexError(f"frame {i} out of range for '{key}' of length {ds.shape[0]}")
+                out[j] = ds[i]
+        except (OSError, ValueError, RuntimeError) as err:
+            raise EpisodeError(self.path, f"cannot decode '{key}' frame {i} ({err})") from err
+        return out
+
+    def images(self, camera: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """uint8 (len(indices), H, W, 3) frames of one camera."""
+        return self.read_frames(image_key(camera), indices)
+
+    def states(self) -> np.ndarray:
+        """The DROID state vector (T, 7) = cartesian_position (6) + gripper_position (1), float64."""
+        cart = self.read(CARTESIAN)
+        grip = self.read(GRIPPER)
+        return np.concatenate([cart.astype(np.float64), grip.reshape(len(grip), -1).astype(np.float64)], axis=1)
+
+
+def _plain(value: Any) -> Any:
+    """HDF5 attribute values as plain Python (str, bool, float, int, list)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,1 @@
+"""envs: see README.md and ../shared/DESIGN.md."""

@@ -1,0 +1,1 @@
+"""planners: see README.md and ../shared/DESIGN.md."""

@@ -1,0 +1,1 @@
+"""world_model: see README.md and ../shared/DESIGN.md."""

@@ -11,9 +11,11 @@ state at each frame and the action between consecutive frames:
 
 A clip of W frames therefore carries W - 1 actions: action k moves frame k to k + 1.
 
-A corrupt episode (unreadable file, bad key, NaN state, undecodable frame) is
-skipped with a warning that names the file, and the sample is replaced by the
-first clip of the next episode; `strict=True` raises instead.
+A corrupt episode is skipped with a warning that names the file, and the
+sample is replaced by the first clip of the next episode; `strict=True` raises
+instead. Each process checks an episode when it first opens it, with the
+validator's checks of keys, shapes, dtypes, lengths and finite values; an
+undecodable image chunk is found when a clip first reads that frame.
 """
 
 from __future__ import annotations
@@ -32,17 +34,9 @@ from torch.utils.data import Dataset
 from datasets.index import load_index, split_episodes
 from datasets.reader import EpisodeReader
 from datasets.rotations import delta_pose_actions
-from datasets.schema import (
-    CARTESIAN,
-    GRIPPER,
-    KNOWN_ACTION_SHAPES,
-    EpisodeError,
-    action_key,
-    check_shape,
-    image_key,
-)
+from datasets.schema import CARTESIAN, GRIPPER, EpisodeError, action_key, image_key
 from datasets.transforms import random_resized_crop, resize_uint8
-from datasets.validate import find_episodes
+from datasets.validate import check_finite, check_structure, find_episodes
 
 ACTION_MODES = ("delta_pose", "recorded")
 REDUCTIONS = ("sum", "stack", "last")
@@ -141,6 +135,7 @@ class ClipDataset(Dataset):
         self.strict = strict
         self.max_open_episodes = max_open_episodes
 
+        self._unreadable: list[Path] = []
         self.index = load_index(self.root)
         self.stats: dict[str, Any] = self.index["stats"] if self.index else {}
         episodes = self._list_episodes(split, val_fraction, split_seed)
@@ -172,6 +167,7 @@ class ClipDataset(Dataset):
                     found[path.relative_to(self.root).as_posix()] = _Episode(path, len(reader), reader.control_hz)
             except EpisodeError as err:
                 self._corrupt(err)
+                self._unreadable.append(path)
         files = sorted(found) if split == "all" else split_episodes(sorted(found), val_fraction, seed)[split]
         return [found[f] for f in files]
 
@@ -181,8 +177,8 @@ class ClipDataset(Dataset):
 
     @property
     def num_corrupt(self) -> int:
-        """Episodes found corrupt so far in this process (skipped)."""
-        return len(self._bad)
+        """Episodes found corrupt so far in this process (skipped): unreadable at the scan or on first use."""
+        return len(self._bad) + len(self._unreadable)
 
     def episode_path(self, episode: int) -> Path:
         return self.episodes[episode].path
@@ -208,27 +204,23 @@ class ClipDataset(Dataset):
         ep = self.episodes[e]
         reader = EpisodeReader(ep.path)
         try:
+            try:  # the validator's checks (keys, shapes, dtypes, lengths, finite values), low-dim data only
+                length, image_keys = check_structure(ep.path, reader.file)
+                check_finite(ep.path, reader.file)
+            except (OSError, ValueError, RuntimeError, KeyError) as err:
+                raise EpisodeError(ep.path, f"damaged HDF5 structure ({err})") from err
+            if length != ep.length:
+                raise EpisodeError(ep.path, f"episode has {length} steps, the index says {ep.length}; rebuild the index")
+            camera = self.camera or image_keys[0].rsplit("/", 1)[1]
+            if image_key(camera) not in image_keys:
+                raise EpisodeError(ep.path, f"missing key '{image_key(camera)}'")
             cartesian = reader.read(CARTESIAN).astype(np.float64)
             gripper = reader.read(GRIPPER).astype(np.float64)
-            check_shape(ep.path, CARTESIAN, cartesian.shape, (6,))
-            check_shape(ep.path, GRIPPER, gripper.shape, ())
             actions = {}
             if self.action_mode == "recorded":
                 for key in self.recorded_keys:
                     values = reader.read(key).astype(np.float64)
-                    if key in KNOWN_ACTION_SHAPES:
-                        check_shape(ep.path, key, values.shape, KNOWN_ACTION_SHAPES[key])
                     actions[key] = values.reshape(len(values), -1)
-            for key, values in {CARTESIAN: cartesian, GRIPPER: gripper, **actions}.items():
-                if len(values) != ep.length:
-                    raise EpisodeError(ep.path, f"key '{key}' has {len(values)} steps, expected {ep.length}")
-                if not np.isfinite(values).all():
-                    raise EpisodeError(ep.path, f"non-finite value (NaN/inf) in '{key}'")
-            camera = self.camera or (reader.cameras[0] if reader.cameras else None)
-            if camera is None or camera not in reader.cameras:
-                raise EpisodeError(ep.path, f"missing key '{image_key(camera or '<any camera>')}'")
-            if len(reader.dataset(image_key(camera))) != ep.length:
-                raise EpisodeError(ep.path, f"key '{image_key(camera)}' length differs from the state's {ep.length}")
         except BaseException:
             reader.close()
             raise

@@ -45,7 +45,7 @@ def _lowdim_keys(f: h5py.File) -> list[str]:
     return keys
 
 
-def _check_structure(path: Path, f: h5py.File) -> tuple[int, list[str]]:
+def check_structure(path: Path, f: h5py.File) -> tuple[int, list[str]]:
     """Keys, shapes, dtypes and lengths; returns (T, image keys). Raises EpisodeError."""
     for name in REQUIRED_ATTRIBUTES:
         if name not in f.attrs:
@@ -91,7 +91,7 @@ def _check_structure(path: Path, f: h5py.File) -> tuple[int, list[str]]:
     return length, image_keys
 
 
-def _check_finite(path: Path, f: h5py.File) -> None:
+def check_finite(path: Path, f: h5py.File) -> None:
     for key in _lowdim_keys(f):
         try:
             values = f[key][()]
@@ -122,8 +122,8 @@ def check_episode(path: str | os.PathLike, decode_images: bool = True) -> int:
         raise EpisodeError(path, f"unreadable or truncated HDF5 file ({err})") from err
     try:
         with f:
-            length, image_keys = _check_structure(path, f)
-            _check_finite(path, f)
+            length, image_keys = check_structure(path, f)
+            check_finite(path, f)
             if decode_images:
                 _check_images_decode(path, f, image_keys)
     except EpisodeError:

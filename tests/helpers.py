@@ -1,0 +1,71 @@
+"""Shared test helpers: small datasets and every kind of corrupt episode the validator must catch."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from datasets.schema import CARTESIAN, GRIPPER, image_key
+from datasets.synthetic import make_synthetic_episode
+
+CAMERA = "exterior_1_left"
+
+
+def _edit(path: Path, fn) -> None:
+    with h5py.File(path, "r+") as f:
+        fn(f)
+
+
+def _replace(f: h5py.File, key: str, data: np.ndarray) -> None:
+    del f[key]
+    f.create_dataset(key, data=data)
+
+
+def _corrupt_image_chunk(path: Path, frame: int = 0) -> None:
+    with h5py.File(path, "r") as f:
+        info = f[image_key(CAMERA)].id.get_chunk_info(frame)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset)
+        fh.write(b"\xff" * min(info.size, 64))
+
+
+def _set_value(key: str, index, value: float):
+    def fn(f: h5py.File) -> None:
+        data = f[key][()]
+        data[index] = value
+        f[key][...] = data
+    return fn
+
+
+#: kind -> (function that corrupts a good episode in place, words the validator's reason must contain)
+CORRUPTIONS = {
+    "missing_key": (lambda p: _edit(p, lambda f: f.__delitem__(CARTESIAN)), f"missing key '{CARTESIAN}'"),
+    "wrong_shape": (lambda p: _edit(p, lambda f: _replace(f, CARTESIAN, np.zeros((len(f[GRIPPER]), 5)))),
+                    "shape (40, 5), expected (T, 6)"),
+    "wrong_dtype": (lambda p: _edit(p, lambda f: _replace(f, image_key(CAMERA), f[image_key(CAMERA)][()].astype(np.float32))),
+                    "expected (T, H, W, 3) uint8"),
+    "wrong_state_dtype": (lambda p: _edit(p, lambda f: _replace(f, GRIPPER, f[GRIPPER][()].astype(np.int64))),
+                          f"key '{GRIPPER}' has dtype int64, expected float"),
+    "length_mismatch": (lambda p: _edit(p, lambda f: _replace(f, GRIPPER, f[GRIPPER][:-3])), "length mismatch"),
+    "nan_state": (lambda p: _edit(p, _set_value(CARTESIAN, (7, 2), np.nan)), f"NaN/inf) in '{CARTESIAN}' at step 7"),
+    "inf_action": (lambda p: _edit(p, _set_value("action/cartesian_velocity", (11, 0), np.inf)),
+                   "NaN/inf) in 'action/cartesian_velocity' at step 11"),
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "unreadable or truncated HDF5"),
+    "garbage": (lambda p: p.write_bytes(b"this is not an HDF5 file" * 100), "unreadable or truncated HDF5"),
+    "undecodable_image": (_corrupt_image_chunk, f"undecodable image in '{image_key(CAMERA)}'"),
+}
+
+
+def make_dataset(root: Path, num_episodes: int = 6, length: int = 40, **kwargs) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    return [make_synthetic_episode(root / f"episode_{i:03d}.h5", length=length, seed=i, **kwargs)
+            for i in range(num_episodes)]
+
+
+def corrupt_copy(good: Path, dst: Path, kind: str) -> Path:
+    shutil.copy(good, dst)
+    CORRUPTIONS[kind][0](dst)
+    return dst

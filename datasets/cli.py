@@ -7,12 +7,16 @@ or colons, as DROID's folder names have, survive) and starts the hydra app.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+from omegaconf.errors import MissingMandatoryValue
+
+from datasets.schema import EpisodeError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -33,7 +37,32 @@ def positional_to_overrides(argv: Sequence[str], names: Sequence[str]) -> list[s
     return out
 
 
+def _program() -> str:
+    """How the running command was invoked: `python -m pkg.mod` or `python path/to/script.py`."""
+    script = Path(sys.argv[0]).resolve()
+    if (script.parent / "__init__.py").exists():
+        return f"python -m {script.parent.name}.{script.stem}"
+    return f"python {sys.argv[0]}"
+
+
 def run(task: Callable[[Any], Any], config_name: str, positional: Sequence[str] = ()) -> None:
-    """Run `task(cfg)` as a hydra app over `configs/<config_name>.yaml`."""
+    """Run `task(cfg)` as a hydra app over `configs/<config_name>.yaml`.
+
+    User errors (a missing folder or argument, a bad value) print one line and exit 2
+    instead of a traceback.
+    """
     sys.argv = [sys.argv[0], *positional_to_overrides(sys.argv[1:], positional)]
-    hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)(task)()
+
+    @functools.wraps(task)
+    def guarded(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except MissingMandatoryValue as err:
+            usage = " ".join(n.upper() for n in positional)
+            print(f"error: missing argument '{err.full_key}' (usage: {_program()} {usage} [key=value ...])",
+                  file=sys.stderr)
+        except (FileNotFoundError, FileExistsError, ValueError, EpisodeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+
+    hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)(guarded)()

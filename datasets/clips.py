@@ -82,6 +82,8 @@ class ClipDataset(Dataset):
         strict: raise on a corrupt episode instead of skipping it.
         val_fraction, split_seed: split used when the folder has no index.
         max_open_episodes: readers kept open per process (least recently used are closed).
+        chunk_cache_bytes: HDF5 cache of decompressed chunks per open image dataset
+            (None: h5py's 1 MiB default; memory grows up to max_open_episodes times this).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class ClipDataset(Dataset):
         val_fraction: float = 0.1,
         split_seed: int = 0,
         max_open_episodes: int = 256,
+        chunk_cache_bytes: int | None = None,
     ):
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
@@ -134,6 +137,7 @@ class ClipDataset(Dataset):
         self.window_stride = int(window_stride)
         self.strict = strict
         self.max_open_episodes = max_open_episodes
+        self.chunk_cache_bytes = chunk_cache_bytes
 
         self._unreadable: list[Path] = []
         self.index = load_index(self.root)
@@ -202,7 +206,7 @@ class ClipDataset(Dataset):
             self._open.move_to_end(e)
             return hit
         ep = self.episodes[e]
-        reader = EpisodeReader(ep.path)
+        reader = EpisodeReader(ep.path, self.chunk_cache_bytes)
         try:
             try:  # the validator's checks (keys, shapes, dtypes, lengths, finite values), low-dim data only
                 length, image_keys = check_structure(ep.path, reader.file)
@@ -253,13 +257,14 @@ class ClipDataset(Dataset):
         start = window * self.window_stride
         frames = start + ep.frameskip * np.arange(self.num_frames)
         images = loaded.reader.images(loaded.camera, frames)  # (T, H, W, 3) uint8
-        video = torch.from_numpy(images).permute(0, 3, 1, 2)
+        # numpy's transposing copy is ~5x faster than torch's multithreaded one for clips this small
+        video = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         if self.crop_scale is not None:
             video = random_resized_crop(video, self.image_size, self.crop_scale, self.crop_ratio)
         elif self.image_size is not None:
             video = resize_uint8(video, self.image_size)
         return {
-            "frames": video.contiguous(),
+            "frames": video,
             "states": torch.from_numpy(loaded.states[frames]),
             "actions": torch.from_numpy(self._actions(loaded, frames, ep.frameskip).astype(np.float32)),
             "episode": torch.tensor(e),

@@ -21,20 +21,28 @@ from datasets.schema import ACTION_GROUP, CARTESIAN, GRIPPER, IMAGE_GROUP, Episo
 
 
 class EpisodeReader:
-    """Read any frame range of any key of one episode without loading the episode."""
+    """Read any frame range of any key of one episode without loading the episode.
 
-    def __init__(self, path: str | os.PathLike):
+    `chunk_cache_bytes` sets HDF5's per-dataset cache of decompressed chunks
+    (None: h5py's default of 1 MiB; 0 decompresses every read afresh).
+    """
+
+    def __init__(self, path: str | os.PathLike, chunk_cache_bytes: int | None = None):
         self.path = Path(path)
+        self.chunk_cache_bytes = chunk_cache_bytes
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}
 
     # -- handle management -------------------------------------------------
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             self._file = None  # a handle inherited from another process is never used
+            self._datasets = {}
             try:
-                self._file = h5py.File(self.path, "r")
+                cache = {} if self.chunk_cache_bytes is None else {"rdcc_nbytes": int(self.chunk_cache_bytes)}
+                self._file = h5py.File(self.path, "r", **cache)
             except (OSError, ValueError) as err:
                 raise EpisodeError(self.path, f"unreadable HDF5 file ({err})") from err
             self._pid = os.getpid()
@@ -44,6 +52,7 @@ class EpisodeReader:
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
         self._file = None
+        self._datasets = {}
 
     def __enter__(self) -> EpisodeReader:
         return self
@@ -52,7 +61,7 @@ class EpisodeReader:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "_file": None, "_pid": None}
+        return {**self.__dict__, "_file": None, "_pid": None, "_datasets": {}}
 
     # -- metadata ------------------------------------------------------------
     @property
@@ -86,9 +95,13 @@ class EpisodeReader:
         return int(self.dataset(CARTESIAN).shape[0])
 
     def dataset(self, key: str) -> h5py.Dataset:
-        obj = self.file.get(key)
-        if not isinstance(obj, h5py.Dataset):
-            raise EpisodeError(self.path, f"missing key '{key}'")
+        file = self.file  # (re)opens first, which also clears the cache in a new process
+        obj = self._datasets.get(key)
+        if obj is None:
+            obj = file.get(key)
+            if not isinstance(obj, h5py.Dataset):
+                raise EpisodeError(self.path, f"missing key '{key}'")
+            self._datasets[key] = obj  # group lookups cost ~30 us, a fifth of a clip
         return obj
 
     # -- data ----------------------------------------------------------------

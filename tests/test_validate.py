@@ -65,5 +65,7 @@ def test_cli_exits_0_on_a_clean_dataset(tmp_path):
 
 def test_cli_reports_a_missing_folder(tmp_path):
     result = _run_validate(str(tmp_path / "nope"))
-    assert result.returncode == 1
-    assert "does not exist" in result.stdout + result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: dataset folder {tmp_path / 'nope'} does not exist"
+    result = _run_validate()
+    assert result.returncode == 2 and "missing argument 'dir'" in result.stderr

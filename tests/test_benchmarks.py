@@ -1,0 +1,22 @@
+"""The benchmark scripts keep running: each prints one JSON line with its documented keys."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_data_prints_one_json_line():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_data.py"), "num_episodes=4", "episode_length=20",
+         "num_clips=128", "batch_size=16"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    assert figures["clips_per_s_1proc"] > 0 and figures["clips_per_s_2workers"] > 0
+    assert figures["episodes"] == 4 and figures["clip_frames"] == 4

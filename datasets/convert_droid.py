@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from datasets.reader import plain_attribute
 from datasets.schema import CARTESIAN, GRIPPER, JOINTS, EpisodeError
 from datasets.writer import EpisodeWriter
 
@@ -137,8 +138,8 @@ def convert_episode(
             gripper = f[GRIPPER][()].reshape(length, -1)[steps, 0]
             joints = f[JOINTS][()][steps] if JOINTS in f else None
             actions = {k: f[f"action/{k}"][()][steps] for k in DROID_ACTIONS if f"action/{k}" in f}
-            task = metadata.get("current_task") or _plain(f.attrs.get("current_task", ""))
-            success = metadata.get("success", _plain(f.attrs.get("success", False)))
+            task = metadata.get("current_task") or plain_attribute(f.attrs.get("current_task", ""))
+            success = metadata.get("success", plain_attribute(f.attrs.get("success", False)))
     except OSError as err:
         raise EpisodeError(traj_path, f"unreadable HDF5 file ({err})") from err
     frames = decode_frames(mp4, steps, size)
@@ -156,10 +157,6 @@ def convert_episode(
             )
         writer.attrs["success"] = bool(success)
     return len(steps)
-
-
-def _plain(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else (value.item() if isinstance(value, np.generic) else value)
 
 
 def convert_tree(

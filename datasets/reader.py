@@ -66,7 +66,7 @@ class EpisodeReader:
     # -- metadata ------------------------------------------------------------
     @property
     def attrs(self) -> dict[str, Any]:
-        return {k: _plain(v) for k, v in self.file.attrs.items()}
+        return {k: plain_attribute(v) for k, v in self.file.attrs.items()}
 
     @property
     def control_hz(self) -> float:
@@ -142,12 +142,12 @@ class EpisodeReader:
         return np.concatenate([cart.astype(np.float64), grip.reshape(len(grip), -1).astype(np.float64)], axis=1)
 
 
-def _plain(value: Any) -> Any:
+def plain_attribute(value: Any) -> Any:
     """HDF5 attribute values as plain Python (str, bool, float, int, list)."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_attribute(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         return value.item()
     return value

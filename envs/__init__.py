@@ -1,1 +1,12 @@
-"""envs: see README.md and ../shared/DESIGN.md."""
+"""Gymnasium environments: a MuJoCo Franka Panda with Cartesian delta actions at 15 Hz.
+
+Importing this package registers `FrankaReach-v0` and `FrankaPush-v0`.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+ENV_IDS = {"FrankaReach-v0": ("envs.tasks:FrankaReachEnv", 100), "FrankaPush-v0": ("envs.tasks:FrankaPushEnv", 150)}
+
+for _env_id, (_entry_point, _steps) in ENV_IDS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point=_entry_point, max_episode_steps=_steps)

@@ -1,0 +1,135 @@
+"""MJCF of a Franka Panda on a table, with simplified geometry that renders fast on a CPU.
+
+Kinematics and joint limits are the real Panda's (Franka's DH parameters, as in
+MuJoCo Menagerie's `franka_emika_panda`: d1 = 0.333, d3 = 0.316, a4 = 0.0825,
+a5 = -0.0825, d5 = 0.384, a7 = 0.088, flange 0.107, TCP 0.1034 beyond it).
+Links are capsules between joint origins instead of meshes: software (EGL/Mesa)
+rendering of the full meshes is slow, and at 64x64 pixels capsules read the same.
+Shadows are off for the same reason (they cost ~17 ms per frame, the scene 0.3 ms).
+
+The TCP frame is the flange frame turned 180 degrees about x, so that the usual
+gripper-pointing-down pose reads as Euler angles (0, 0, 0) instead of sitting on
+the +-pi wrap-around of roll (which makes state vectors jump).
+"""
+
+from __future__ import annotations
+
+ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
+FINGER_JOINTS = ("finger_joint1", "finger_joint2")
+JOINT_LIMITS = (
+    (-2.8973, 2.8973), (-1.7628, 1.7628), (-2.8973, 2.8973), (-3.0718, -0.0698),
+    (-2.8973, 2.8973), (-0.0175, 3.7525), (-2.8973, 2.8973),
+)
+HOME_QPOS = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785398)
+FINGER_OPEN = 0.04
+TCP_SITE = "tcp"
+EXTERIOR_CAMERA = "exterior_1_left"
+WRIST_CAMERA = "wrist_left"
+CONTROL_HZ = 15.0
+SUBSTEPS = 16  # physics steps per control step: timestep = 1 / (15 * 16) s
+
+# DROID's left exterior camera sits to the robot's front-left, about a metre from the
+# workspace, looking down at it; this one is placed the same way in the base frame.
+_EXTERIOR_POS = (1.25, 0.55, 0.75)
+_EXTERIOR_TARGET = (0.45, 0.0, 0.1)
+
+
+def _look_at(pos: tuple[float, float, float], target: tuple[float, float, float]) -> str:
+    """MJCF `xyaxes` of a camera at `pos` looking at `target` with the world z axis up."""
+    import numpy as np
+
+    forward = np.subtract(target, pos)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, (0.0, 0.0, 1.0))
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    return " ".join(f"{v:.5f}" for v in (*right, *up))
+
+
+def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool = False) -> str:
+    """The scene: table, Panda with gripper, exterior camera; optionally a cube, a goal patch, a wrist camera."""
+    links = [
+        # (body, parent-frame pos, quat, joint, capsule fromto in the body frame, radius)
+        ("link1", "0 0 0.333", "1 0 0 0", "joint1", "0 0 -0.15 0 0 0", 0.06),
+        ("link2", "0 0 0", "1 -1 0 0", "joint2", "0 0 0 0 -0.316 0", 0.06),
+        ("link3", "0 -0.316 0", "1 1 0 0", "joint3", "0 0 0 0.0825 0 0", 0.055),
+        ("link4", "0.0825 0 0", "1 1 0 0", "joint4", "0 0 0 -0.0825 0.384 0", 0.055),
+        ("link5", "-0.0825 0.384 0", "1 -1 0 0", "joint5", "0 0 -0.1 0 0 0", 0.05),
+        ("link6", "0 0 0", "1 1 0 0", "joint6", "0 0 0 0.088 0 0", 0.045),
+        ("link7", "0.088 0 0", "1 1 0 0", "joint7", "0 0 0 0 0 0.107", 0.04),
+    ]
+    limits = dict(zip(ARM_JOINTS, JOINT_LIMITS))
+    shades = ["0.92 0.92 0.92 1", "0.25 0.25 0.28 1"]
+    body = ""
+    closing = ""
+    for i, (name, pos, quat, joint, fromto, radius) in enumerate(links):
+        lo, hi = limits[joint]
+        body += (
+            f'<body name="{name}" pos="{pos}" quat="{quat}" gravcomp="1">'
+            f'<joint name="{joint}" range="{lo} {hi}"/>'
+            f'<geom class="arm" type="capsule" fromto="{fromto}" size="{radius}" rgba="{shades[i % 2]}"/>'
+        )
+        closing += "</body>"
+    wrist = (f'<camera name="{WRIST_CAMERA}" pos="0.05 0 0.02" xyaxes="0 -1 0 1 0 0" fovy="75"/>'
+             if wrist_camera else "")
+    hand = (
+        '<body name="hand" pos="0 0 0.107" quat="0.9238795 0 0 -0.3826834" gravcomp="1">'
+        '<geom class="arm" type="box" size="0.025 0.1 0.03" pos="0 0 0.03" rgba="0.92 0.92 0.92 1"/>'
+        f'<site name="{TCP_SITE}" pos="0 0 0.1034" quat="0 1 0 0" size="0.01" rgba="1 0 0 0"/>{wrist}'
+        '<body name="left_finger" pos="0 0 0.0584" gravcomp="1">'
+        '<joint name="finger_joint1" class="finger"/>'
+        '<geom class="finger" type="box" size="0.01 0.01 0.025" pos="0 0.01 0.025"/></body>'
+        '<body name="right_finger" pos="0 0 0.0584" quat="0 0 0 1" gravcomp="1">'
+        '<joint name="finger_joint2" class="finger"/>'
+        '<geom class="finger" type="box" size="0.01 0.01 0.025" pos="0 0.01 0.025"/></body>'
+        "</body>"
+    )
+    objects = ""
+    if cube:
+        objects += (
+            '<body name="cube" pos="0.5 0 0.025"><freejoint name="cube"/>'
+            '<geom name="cube" type="box" size="0.025 0.025 0.025" rgba="0.85 0.2 0.15 1" mass="0.1" '
+            'contype="1" conaffinity="3" friction="0.8 0.005 0.0001" condim="4"/></body>'
+        )
+    if goal_marker:
+        objects += ('<body name="goal" mocap="true" pos="0.6 0 0.0005">'
+                    '<geom type="cylinder" size="0.05 0.0005" rgba="0.2 0.75 0.3 1" contype="0" conaffinity="0"/></body>')
+    actuators = "".join(
+        f'<position name="act_{j}" joint="{j}" kp="2500" kv="120" ctrlrange="{lo} {hi}"/>'
+        for j, (lo, hi) in zip(ARM_JOINTS, JOINT_LIMITS)
+    ) + "".join(f'<position name="act_{j}" joint="{j}" kp="300" kv="20" ctrlrange="0 {FINGER_OPEN}"/>'
+                for j in FINGER_JOINTS)
+    return f"""
+<mujoco model="franka_panda_table">
+  <compiler angle="radian" autolimits="true"/>
+  <option timestep="{1.0 / (CONTROL_HZ * SUBSTEPS):.8f}" integrator="implicitfast"/>
+  <visual>
+    <quality shadowsize="0"/>
+    <global offwidth="512" offheight="512"/>
+    <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
+  </visual>
+  <default>
+    <joint damping="1" armature="0.1"/>
+    <default class="arm"><geom contype="2" conaffinity="1" density="400"/></default>
+    <default class="finger">
+      <joint type="slide" axis="0 1 0" range="0 {FINGER_OPEN}" damping="5" armature="0.01"/>
+      <geom contype="2" conaffinity="1" density="400" rgba="0.25 0.25 0.28 1" friction="1 0.005 0.0001"/>
+    </default>
+  </default>
+  <worldbody>
+    <light pos="0.4 -0.3 1.6" dir="0 0.2 -1" castshadow="false" diffuse="0.6 0.6 0.6"/>
+    <geom name="table" type="box" size="0.7 0.7 0.02" pos="0.4 0 -0.02" rgba="0.55 0.42 0.3 1"
+          contype="1" conaffinity="3"/>
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.32 0.36 1" contype="0" conaffinity="0"/>
+    <geom name="wall" type="box" size="0.02 1.5 0.8" pos="-0.45 0 0.2" rgba="0.75 0.78 0.82 1" contype="0" conaffinity="0"/>
+    <camera name="{EXTERIOR_CAMERA}" pos="{' '.join(map(str, _EXTERIOR_POS))}"
+            xyaxes="{_look_at(_EXTERIOR_POS, _EXTERIOR_TARGET)}" fovy="50"/>
+    <body name="link0">
+      <geom class="arm" type="cylinder" size="0.07 0.09" pos="0 0 0.09" rgba="0.92 0.92 0.92 1"/>
+      {body}{hand}{closing}
+    </body>
+    {objects}
+  </worldbody>
+  <actuator>{actuators}</actuator>
+</mujoco>
+"""

@@ -1,0 +1,101 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.franka_model import JOINT_LIMITS
+
+
+@pytest.fixture
+def reach():
+    env = gym.make("FrankaReach-v0")
+    yield env
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", sorted(envs.ENV_IDS))
+def test_check_env_passes(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    try:
+        check_env(env.unwrapped, skip_render_check=False)
+        env.reset(seed=0)
+        assert env.render().shape == (256, 256, 3)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", sorted(envs.ENV_IDS))
+def test_reset_is_deterministic_and_gives_a_goal_image(env_id):
+    env = gym.make(env_id)
+    try:
+        obs_a, info_a = env.reset(seed=7)
+        for _ in range(3):
+            env.step(env.action_space.sample())
+        obs_b, info_b = env.reset(seed=7)
+        for key in obs_a:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key])
+        np.testing.assert_array_equal(info_a["goal_image"], info_b["goal_image"])
+        np.testing.assert_array_equal(info_a["goal_image"], env.unwrapped.goal_image())
+        assert info_a["goal_image"].shape == (64, 64, 3) and info_a["goal_image"].dtype == np.uint8
+        assert np.abs(info_a["goal_image"].astype(int) - obs_a["pixels"]).mean() > 1.0  # the goal looks different
+        assert set(info_a) >= {"is_success", "distance", "goal_state"}
+        obs_c, _ = env.reset(seed=8)
+        assert not np.array_equal(obs_a["state"], obs_c["state"])
+    finally:
+        env.close()
+
+
+def test_reach_expert_succeeds_in_95_percent_of_50_seeded_episodes(reach):
+    rng = np.random.default_rng(0)
+    successes = 0
+    for seed in range(50):
+        _, info = reach.reset(seed=seed)
+        done = False
+        while not done and not info["is_success"]:
+            _, _, terminated, truncated, info = reach.step(reach.unwrapped.expert_action(rng, noise=0.1))
+            done = terminated or truncated
+        successes += info["is_success"]
+    assert successes >= 48, f"reach expert succeeded in {successes}/50 episodes"
+
+
+def test_goal_image_shows_the_arm_at_the_goal(reach):
+    """Drive the expert to success: the final frame looks like the goal image, the start frame does not."""
+    obs, info = reach.reset(seed=3)
+    start_gap = np.abs(obs["pixels"].astype(int) - info["goal_image"]).mean()
+    for _ in range(40):
+        obs, _, _, _, step_info = reach.step(reach.unwrapped.expert_action())
+    assert step_info["distance"] < 0.01
+    np.testing.assert_allclose(obs["state"][:3], info["goal_state"][:3], atol=0.01)
+    assert np.abs(obs["pixels"].astype(int) - info["goal_image"]).mean() < 0.3 * start_gap
+
+
+def test_actions_are_clipped_and_bad_actions_raise(reach):
+    obs, _ = reach.reset(seed=0)
+    obs, _, _, _, _ = reach.step(np.array([1.0, 0, 0, 0, 0, 0, 0]))  # 1 m asked, 7.5 cm allowed
+    before = obs["state"][:3].copy()
+    obs, _, _, _, _ = reach.step(np.array([0, 0, -5.0, 0, 0, 0, 0]))
+    assert 0.0 < before[2] - obs["state"][2] <= 0.075 + 1e-3
+    with pytest.raises(ValueError, match=r"shape \(7,\).*got \(6,\)"):
+        reach.step(np.zeros(6))
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN/inf\) at indices \[2\]"):
+        reach.step(np.array([0, 0, np.nan, 0, 0, 0, 0]))
+
+
+def test_joint_limits_hold_under_extreme_commands(reach):
+    reach.reset(seed=1)
+    rng = np.random.default_rng(1)
+    lo, hi = np.array(JOINT_LIMITS).T
+    for _ in range(60):
+        obs, *_ = reach.step(rng.choice([-1.0, 1.0], size=7) * reach.action_space.high)
+        assert np.all(obs["joint_positions"] >= lo - 0.02) and np.all(obs["joint_positions"] <= hi + 0.02)
+
+
+def test_gripper_closes_and_opens(reach):
+    reach.reset(seed=0)
+    for _ in range(5):
+        obs, *_ = reach.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
+    assert obs["state"][6] > 0.9
+    for _ in range(5):
+        obs, *_ = reach.step(np.zeros(7))
+    assert obs["state"][6] < 0.1

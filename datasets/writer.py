@@ -102,8 +102,13 @@ class EpisodeWriter:
         gripper_position: float | np.ndarray,
         joint_positions: np.ndarray | None = None,
         actions: Mapping[str, np.ndarray | float] | None = None,
+        extras: Mapping[str, np.ndarray | float] | None = None,
     ) -> None:
-        """Append one control step. `actions` maps names (`cartesian_velocity` or `action/...`) to arrays."""
+        """Append one control step.
+
+        `actions` maps names (`cartesian_velocity` or `action/...`) to arrays; `extras` maps other
+        full keys (such as `observation/env_state`) to per-step arrays stored alongside.
+        """
         if self._file is None:
             raise RuntimeError(f"{self.path}: add_step after close/abort")
         if set(images) != set(self.cameras):
@@ -118,6 +123,8 @@ class EpisodeWriter:
             self._append(JOINTS, joint_positions, (7,))
         for name, value in (actions or {}).items():
             self._append(action_key(name), value, None)
+        for key, value in (extras or {}).items():
+            self._append(key, value, None)
         self._length += 1
         for key, values in self._lowdim.items():
             if len(values) != self._length:

@@ -30,8 +30,8 @@ SUBSTEPS = 16  # physics steps per control step: timestep = 1 / (15 * 16) s
 
 # DROID's left exterior camera sits to the robot's front-left, about a metre from the
 # workspace, looking down at it; this one is placed the same way in the base frame.
-_EXTERIOR_POS = (1.25, 0.55, 0.75)
-_EXTERIOR_TARGET = (0.45, 0.0, 0.1)
+_EXTERIOR_POS = (1.25, 0.7, 0.85)
+_EXTERIOR_TARGET = (0.45, 0.0, 0.2)
 
 
 def _look_at(pos: tuple[float, float, float], target: tuple[float, float, float]) -> str:
@@ -123,7 +123,7 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.32 0.36 1" contype="0" conaffinity="0"/>
     <geom name="wall" type="box" size="0.02 1.5 0.8" pos="-0.45 0 0.2" rgba="0.75 0.78 0.82 1" contype="0" conaffinity="0"/>
     <camera name="{EXTERIOR_CAMERA}" pos="{' '.join(map(str, _EXTERIOR_POS))}"
-            xyaxes="{_look_at(_EXTERIOR_POS, _EXTERIOR_TARGET)}" fovy="50"/>
+            xyaxes="{_look_at(_EXTERIOR_POS, _EXTERIOR_TARGET)}" fovy="55"/>
     <body name="link0">
       <geom class="arm" type="cylinder" size="0.07 0.09" pos="0 0 0.09" rgba="0.92 0.92 0.92 1"/>
       {body}{hand}{closing}

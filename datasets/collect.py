@@ -1,0 +1,211 @@
+"""Collect Droid-style episodes from a gymnasium env: `python -m datasets.collect env_id=FrankaReach-v0 out=DIR`.
+
+Episodes are `episode_<i>.h5`, each seeded from (seed, i), written by worker
+processes (one env each) and published atomically, so a rerun skips the ones
+already there and finishes an interrupted collection. Our Franka envs give
+pixels and the DROID state in their observations and record their actions as
+`action/cartesian_delta` (6) + `action/gripper_position`; any other env that
+renders `rgb_array` works too: pixels come from `render()`, the state from the
+observation (or a `module:function` named in `state_fn`), and its actions are
+recorded as `action/<action_name>`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from datasets.index import write_index
+from datasets.writer import EpisodeWriter
+from envs.policies import make_policy
+
+FRANKA_ACTION_KEYS = ("cartesian_delta", "gripper_position")
+
+
+@dataclass
+class CollectConfig:
+    env_id: str = "FrankaReach-v0"
+    env_module: str | None = "envs"  # imported first so that the id is registered
+    env_kwargs: dict[str, Any] | None = None
+    out: str = "data/reach"
+    num_episodes: int = 10
+    max_steps: int | None = None  # default: the env's max_episode_steps
+    policy: str = "mixture"
+    expert_noise: float = 0.1
+    expert_weight: float = 0.5
+    segment: int = 10
+    theta: float = 0.15
+    sigma: float = 0.35
+    stop_on_success: bool = False
+    seed: int = 0
+    workers: int = 2
+    camera: str = "exterior_1_left"
+    state_fn: str | None = None  # "module:function(env, obs) -> (cartesian (6,), gripper)"
+    action_name: str = "env"  # action key for envs that are not ours
+    control_hz: float | None = None  # default: env.metadata["render_fps"], else 15
+    index: bool = True
+    val_fraction: float = 0.1
+
+
+def episode_path(out: Path, i: int) -> Path:
+    return out / f"episode_{i:06d}.h5"
+
+
+def _load_function(spec: str) -> Callable:
+    module, _, name = spec.partition(":")
+    if not name:
+        raise ValueError(f"state_fn must look like 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def default_state(env: gym.Env, obs: Any) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(cartesian (6,), gripper, joints or None) from a DROID-like Dict observation, or from a flat vector.
+
+    A flat observation fills the cartesian slots in order (zero padded) and its 7th entry is the
+    gripper; the whole vector is also stored as `observation/env_state`.
+    """
+    if isinstance(obs, dict) and "state" in obs:
+        state = np.asarray(obs["state"], dtype=np.float64)
+        joints = obs.get("joint_positions")
+        return state[:6], float(state[6]) if len(state) > 6 else 0.0, None if joints is None else np.asarray(joints)
+    flat = np.asarray(gym.spaces.flatten(env.observation_space, obs), dtype=np.float64)
+    cart = np.zeros(6)
+    cart[: min(6, len(flat))] = flat[:6]
+    return cart, float(flat[6]) if len(flat) > 6 else 0.0, None
+
+
+class _Collector:
+    """One env per worker process; collects whole episodes by index."""
+
+    def __init__(self, cfg: CollectConfig):
+        if cfg.env_module:
+            importlib.import_module(cfg.env_module)
+        self.cfg = cfg
+        self.ours = isinstance(gym.spec(cfg.env_id).entry_point, str) and gym.spec(cfg.env_id).entry_point.startswith("envs.")
+        kwargs = dict(cfg.env_kwargs or {})
+        if not self.ours:
+            kwargs.setdefault("render_mode", "rgb_array")
+        self.env = gym.make(cfg.env_id, **kwargs)
+        self.state_fn = _load_function(cfg.state_fn) if cfg.state_fn else default_state
+        self.policy = make_policy(cfg.policy, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
+        self.max_steps = cfg.max_steps or (self.env.spec.max_episode_steps if self.env.spec else None) or 100
+        self.control_hz = cfg.control_hz or float(self.env.metadata.get("render_fps") or 15)
+
+    def _pixels(self, obs: Any) -> np.ndarray:
+        if isinstance(obs, dict) and "pixels" in obs:
+            return obs["pixels"]
+        frame = self.env.render()
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+            raise ValueError(f"{self.cfg.env_id}: render() must return an (H, W, 3) array in rgb_array mode")
+        return np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+
+    def _actions(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if self.ours:
+            return {FRANKA_ACTION_KEYS[0]: action[:6], FRANKA_ACTION_KEYS[1]: action[6]}
+        return {self.cfg.action_name: action}
+
+    def episode(self, i: int) -> dict[str, Any]:
+        cfg = self.cfg
+        seed = cfg.seed * 1_000_003 + i
+        obs, info = self.env.reset(seed=seed)
+        self.policy.reset(self.env, seed)
+        path = episode_path(Path(cfg.out), i)
+        success = False
+        task = self.env.unwrapped.__class__.__name__ if self.ours else cfg.env_id
+        with EpisodeWriter(path, cameras=[cfg.camera], control_hz=self.control_hz, task=task,
+                           action_space="cartesian_delta" if self.ours else cfg.action_name,
+                           robot_type="franka_panda_sim" if self.ours else cfg.env_id,
+                           attrs={"env_id": cfg.env_id, "seed": seed, "policy": cfg.policy}) as writer:
+            for _ in range(self.max_steps):
+                action = np.asarray(self.policy(obs))
+                cart, grip, joints = self.state_fn(self.env.unwrapped, obs)
+                extras = None if self.ours else {
+                    "observation/env_state": np.asarray(gym.spaces.flatten(self.env.observation_space, obs), np.float64)}
+                writer.add_step(images={cfg.camera: self._pixels(obs)}, cartesian_position=cart, gripper_position=grip,
+                                joint_positions=joints, actions=self._actions(action), extras=extras)
+                obs, _, terminated, truncated, info = self.env.step(action)
+                success = success or bool(info.get("is_success", False))
+                if terminated or truncated or (cfg.stop_on_success and success):
+                    break
+            writer.attrs["success"] = success
+            steps = len(writer)
+        return {"episode": i, "steps": steps, "success": success}
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_worker: _Collector | None = None
+
+
+def _init_worker(cfg: CollectConfig) -> None:
+    global _worker
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    _worker = _Collector(cfg)
+
+
+def _run_episode(i: int) -> dict[str, Any]:
+    return _worker.episode(i)
+
+
+def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
+    """Collect the missing episodes of `cfg.out`; returns counts, success rate and timing."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(cfg.num_episodes) if not episode_path(out, i).exists()]
+    start = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(todo), desc=f"collect {cfg.env_id}", unit="ep", disable=not progress)
+    if todo and cfg.workers > 1:
+        ctx = mp.get_context("spawn")  # fresh processes: each creates its own GL context and env
+        with ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker, initargs=(cfg,)) as pool:
+            for result in pool.imap_unordered(_run_episode, todo):
+                results.append(result)
+                bar.update()
+    elif todo:
+        collector = _Collector(cfg)
+        try:
+            for i in todo:
+                results.append(collector.episode(i))
+                bar.update()
+        finally:
+            collector.close()
+    bar.close()
+    seconds = time.perf_counter() - start
+    steps = sum(r["steps"] for r in results)
+    summary = {
+        "collected": len(results), "skipped_existing": cfg.num_episodes - len(todo), "steps": steps,
+        "success_rate": float(np.mean([r["success"] for r in results])) if results else None,
+        "seconds": round(seconds, 2), "steps_per_s": round(steps / seconds, 1) if seconds > 0 and steps else None,
+    }
+    if cfg.index:
+        index = write_index(out, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=False)
+        summary["indexed"] = index["num_episodes"]
+    return summary
+
+
+def main(cfg) -> None:
+    from omegaconf import OmegaConf
+
+    config = CollectConfig(**OmegaConf.to_container(cfg, resolve=True))
+    summary = collect(config)
+    rate = "n/a" if summary["success_rate"] is None else f"{100 * summary['success_rate']:.0f}%"
+    print(f"collected {summary['collected']} episodes ({summary['steps']} steps, {summary['steps_per_s']} steps/s) "
+          f"of {config.env_id} into {config.out}: {summary['skipped_existing']} already there, success {rate}")
+
+
+if __name__ == "__main__":
+    from datasets.cli import run
+
+    run(main, "collect")

@@ -30,6 +30,7 @@ from datasets.writer import EpisodeWriter
 from envs.policies import make_policy
 
 FRANKA_ACTION_KEYS = ("cartesian_delta", "gripper_position")
+WRIST_CAMERA = "wrist_left"
 
 
 @dataclass
@@ -101,13 +102,17 @@ class _Collector:
         self.max_steps = cfg.max_steps or (self.env.spec.max_episode_steps if self.env.spec else None) or 100
         self.control_hz = cfg.control_hz or float(self.env.metadata.get("render_fps") or 15)
 
-    def _pixels(self, obs: Any) -> np.ndarray:
+    def _images(self, obs: Any) -> dict[str, np.ndarray]:
+        """Exterior frame under `cfg.camera`, plus `wrist_left` when the observation has `wrist_pixels`."""
         if isinstance(obs, dict) and "pixels" in obs:
-            return obs["pixels"]
+            images = {self.cfg.camera: obs["pixels"]}
+            if "wrist_pixels" in obs:
+                images[WRIST_CAMERA] = obs["wrist_pixels"]
+            return images
         frame = self.env.render()
         if not isinstance(frame, np.ndarray) or frame.ndim != 3:
             raise ValueError(f"{self.cfg.env_id}: render() must return an (H, W, 3) array in rgb_array mode")
-        return np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+        return {self.cfg.camera: np.ascontiguousarray(frame[..., :3], dtype=np.uint8)}
 
     def _actions(self, action: np.ndarray) -> dict[str, np.ndarray]:
         action = np.asarray(action, dtype=np.float64).reshape(-1)
@@ -123,16 +128,18 @@ class _Collector:
         path = episode_path(Path(cfg.out), i)
         success = False
         task = self.env.unwrapped.__class__.__name__ if self.ours else cfg.env_id
-        with EpisodeWriter(path, cameras=[cfg.camera], control_hz=self.control_hz, task=task,
+        images = self._images(obs)
+        with EpisodeWriter(path, cameras=list(images), control_hz=self.control_hz, task=task,
                            action_space="cartesian_delta" if self.ours else cfg.action_name,
                            robot_type="franka_panda_sim" if self.ours else cfg.env_id,
                            attrs={"env_id": cfg.env_id, "seed": seed, "policy": cfg.policy}) as writer:
-            for _ in range(self.max_steps):
+            for step in range(self.max_steps):
+                images = images if step == 0 else self._images(obs)
                 action = np.asarray(self.policy(obs))
                 cart, grip, joints = self.state_fn(self.env.unwrapped, obs)
                 extras = None if self.ours else {
                     "observation/env_state": np.asarray(gym.spaces.flatten(self.env.observation_space, obs), np.float64)}
-                writer.add_step(images={cfg.camera: self._pixels(obs)}, cartesian_position=cart, gripper_position=grip,
+                writer.add_step(images=images, cartesian_position=cart, gripper_position=grip,
                                 joint_positions=joints, actions=self._actions(action), extras=extras)
                 obs, _, terminated, truncated, info = self.env.step(action)
                 success = success or bool(info.get("is_success", False))

@@ -70,7 +70,7 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
             f'<geom class="arm" type="capsule" fromto="{fromto}" size="{radius}" rgba="{shades[i % 2]}"/>'
         )
         closing += "</body>"
-    wrist = (f'<camera name="{WRIST_CAMERA}" pos="0.05 0 0.02" xyaxes="0 -1 0 1 0 0" fovy="75"/>'
+    wrist = (f'<camera name="{WRIST_CAMERA}" pos="0.06 0 0.02" xyaxes="0 1 0 1 0 0" fovy="75"/>'
              if wrist_camera else "")
     hand = (
         '<body name="hand" pos="0 0 0.107" quat="0.9238795 0 0 -0.3826834" gravcomp="1">'

@@ -41,6 +41,14 @@ def test_collect_cli_with_two_workers_is_resumable_and_valid(tmp_path):
     assert np.ptp(states[:, :3], axis=0).max() > 0.05  # the arm travelled
 
 
+def test_wrist_camera_is_recorded_too(tmp_path):
+    collect(CollectConfig(out=str(tmp_path), num_episodes=1, max_steps=5, workers=1, index=False,
+                          env_kwargs={"wrist_camera": True}), progress=False)
+    with EpisodeReader(tmp_path / "episode_000000.h5") as ep:
+        assert ep.cameras == ["exterior_1_left", "wrist_left"]
+        assert ep.read("observation/image/wrist_left").shape == (5, 64, 64, 3)
+
+
 def test_collection_is_reproducible(tmp_path):
     kwargs = dict(num_episodes=2, max_steps=12, workers=1, index=False)
     collect(CollectConfig(out=str(tmp_path / "a"), **kwargs), progress=False)

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.index import write_index
-from datasets.writer import EpisodeWriter
+from datasets.writer import EpisodeWriter, remove_stale_temporaries
 from envs.policies import make_policy
 
 FRANKA_ACTION_KEYS = ("cartesian_delta", "gripper_position")
@@ -170,6 +170,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """Collect the missing episodes of `cfg.out`; returns counts, success rate and timing."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_temporaries(out)  # left by an interrupted earlier run
     todo = [i for i in range(cfg.num_episodes) if not episode_path(out, i).exists()]
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
@@ -192,7 +193,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     steps = sum(r["steps"] for r in results)
     summary = {
-        "collected": len(results), "skipped_existing": cfg.num_episodes - len(todo), "steps": steps,
+        "collected": len(results), "removed_stale": len(stale), "skipped_existing": cfg.num_episodes - len(todo), "steps": steps,
         "success_rate": float(np.mean([r["success"] for r in results])) if results else None,
         "seconds": round(seconds, 2), "steps_per_s": round(steps / seconds, 1) if seconds > 0 and steps else None,
     }

@@ -33,6 +33,26 @@ def temporary_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.tmp")
 
 
+def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Delete temporary episode files under `root` left by writers that are no longer running."""
+    removed = []
+    for tmp in Path(root).rglob(".*.h5.*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)  # still running: not ours to delete
+            continue
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 class EpisodeWriter:
     """Write one episode: images, robot state and actions, one `add_step` per control step.
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datasets import EpisodeError, EpisodeReader, EpisodeWriter
 from datasets.schema import CARTESIAN, FILE_ATTRIBUTES, GRIPPER, JOINTS, image_key
+from datasets.writer import remove_stale_temporaries
 
 
 def _random_episode(rng, length=25):
@@ -96,7 +97,18 @@ def test_killed_writer_never_leaves_a_file_under_its_final_name(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert not path.exists()
-    assert all(p.name.startswith(".") for p in tmp_path.iterdir())
+    leftovers = list(tmp_path.iterdir())
+    assert leftovers and all(p.name.startswith(".") for p in leftovers)
+    (tmp_path / "other.h5").write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == leftovers  # the writer is dead: its file goes
+    assert [p.name for p in tmp_path.iterdir()] == ["other.h5"]
+
+
+def test_stale_temporaries_of_live_writers_are_kept(tmp_path):
+    with EpisodeWriter(tmp_path / "ep.h5", cameras=["cam"], control_hz=15) as w:
+        assert remove_stale_temporaries(tmp_path) == []
+        w.add_step(images={"cam": np.zeros((4, 4, 3), np.uint8)}, cartesian_position=np.zeros(6), gripper_position=0.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["ep.h5"]
 
 
 def test_writer_rejects_bad_steps_with_clear_errors(tmp_path):

@@ -110,8 +110,8 @@ class ClipDataset(Dataset):
     ):
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
-        if history < 1 or future < 0 or history + future < 2:
-            raise ValueError(f"need history >= 1, future >= 0 and at least 2 frames, got history={history} future={future}")
+        if history < 1 or future < 0:
+            raise ValueError(f"need history >= 1 and future >= 0, got history={history} future={future}")
         if fps is not None and frameskip is not None:
             raise ValueError("give fps or frameskip, not both")
         if (fps is not None and fps <= 0) or (frameskip is not None and frameskip < 1):
@@ -237,6 +237,9 @@ class ClipDataset(Dataset):
         return loaded
 
     def _actions(self, loaded: _Loaded, frames: np.ndarray, skip: int) -> np.ndarray:
+        if len(frames) == 1:  # single-frame clips (image pretraining) carry no action
+            width = 7 if self.action_mode == "delta_pose" else sum(loaded.actions[k].shape[1] for k in self.recorded_keys)
+            return np.zeros((0, width * (skip if self.recorded_reduce == "stack" and self.action_mode == "recorded" else 1)))
         if self.action_mode == "delta_pose":
             return delta_pose_actions(loaded.cartesian[frames], loaded.gripper[frames])
         parts = []

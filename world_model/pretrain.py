@@ -1,0 +1,276 @@
+"""V-JEPA pretraining of the video encoder: `python world_model/pretrain.py data.root=DIR`.
+
+Masked latent prediction, as in the V-JEPA paper: each clip gets two 3D multi-block
+masks (short- and long-range); the context encoder sees only the visible tokens; a
+narrow predictor fills learnable mask tokens at the target positions; the loss is the
+L1 distance to the layer-normed output of an EMA target encoder that sees the whole
+clip, computed once per clip and shared by both masks. AdamW with V-JEPA's learning
+rate, weight decay and EMA schedules (stretched by 1.25). `num_frames=1` is the image
+(I-JEPA) mode: 2D multi-block masks on single frames, same code path.
+
+Checkpoints (`<out>/checkpoints/last`) are folders of safetensors + config.json +
+training state, written atomically; `resume=true` continues exactly (bit-identical with
+`data.workers=0`). The collapse monitor logs the per-dimension standard deviation of the
+target features and warns when it nears zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from datasets.clips import ClipDataset
+from world_model.checkpoints import load_state_strict, save_checkpoint
+from world_model.encoder import EncoderConfig, VideoViT, preprocess
+from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
+from world_model.masks import MaskSpec, batch_masks
+from world_model.schedules import cosine_increase, linear, warmup_cosine
+
+
+@dataclass
+class DataConfig:
+    root: str = ""
+    split: str = "train"
+    camera: str | None = None
+    fps: float | None = None
+    frameskip: int | None = None
+    image_size: int = 64
+    crop_scale: tuple[float, float] | None = (0.3, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 1.35)
+    workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    start_lr: float = 2e-4
+    lr: float = 6.25e-4
+    final_lr: float = 1e-6
+    warmup: int = 100
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    ema: tuple[float, float] = (0.998, 1.0)
+    stretch: float = 1.25
+    grad_clip: float | None = None
+
+
+@dataclass
+class PretrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(size="tiny", patch_size=8))
+    predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(embed_dim=96, depth=4, num_heads=4))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    masks: list[MaskSpec] = field(default_factory=lambda: [MaskSpec(8, 0.15), MaskSpec(2, 0.7)])
+    num_frames: int = 4
+    out: str = "runs/pretrain"
+    seed: int = 0
+    device: str | None = None  # default: cuda when available
+    resume: bool = False
+    checkpoint_every: int = 500
+    log_every: int = 10
+    collapse_std: float = 0.01  # warn when the mean per-dimension target std falls below this
+    progress: bool = True
+
+
+class ResumableSampler(Sampler[int]):
+    """An endless stream of seeded permutations that can start at any position (for exact resume)."""
+
+    def __init__(self, size: int, seed: int, start: int = 0):
+        if size == 0:
+            raise ValueError("the dataset has no clips")
+        self.size, self.seed, self.start = size, seed, start
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start, self.size)
+        while True:
+            order = np.random.default_rng((self.seed, epoch)).permutation(self.size)
+            yield from order[offset:].tolist()
+            epoch, offset = epoch + 1, 0
+
+    def __len__(self) -> int:
+        return 2**62
+
+
+class VJEPA(nn.Module):
+    """Context encoder, EMA target encoder and predictor, with the masked-prediction loss."""
+
+    def __init__(self, encoder: EncoderConfig, predictor: PredictorConfig):
+        super().__init__()
+        self.encoder = VideoViT(encoder)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.predictor = MaskedPredictor(self.encoder.embed_dim, predictor)
+
+    def loss(self, video: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L1 loss averaged over the masks, layer-normed target tokens) for a (B, C, T, H, W) clip."""
+        grid = self.encoder.grid(video)
+        with torch.no_grad():
+            target = F.layer_norm(self.target_encoder(video), (self.encoder.embed_dim,))
+        total = 0.0
+        for context_idx, target_idx in masks:
+            context = self.encoder(video, keep=context_idx)
+            pred = self.predictor(context, context_idx, target_idx, grid)
+            wanted = torch.gather(target, 1, target_idx[..., None].expand(-1, -1, target.shape[-1]))
+            total = total + (pred - wanted).abs().mean()
+        return total / len(masks), target
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        params_t = list(self.target_encoder.parameters())
+        params_c = [p.detach() for p in self.encoder.parameters()]
+        torch._foreach_mul_(params_t, momentum)
+        torch._foreach_add_(params_t, params_c, alpha=1.0 - momentum)
+
+
+def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or name.endswith("mask_token") else decay).append(p)
+    return [{"params": decay, "wd_scale": 1.0}, {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0}]
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _to_jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)))
+
+
+def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Run (or resume) a pretraining run; returns a summary with the loss history."""
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    out = Path(cfg.out)
+    last = out / "checkpoints" / "last"
+    o = cfg.optim
+
+    dataset = ClipDataset(
+        cfg.data.root, split=cfg.data.split, history=cfg.num_frames, future=0, fps=cfg.data.fps,
+        frameskip=cfg.data.frameskip, camera=cfg.data.camera, image_size=cfg.data.image_size,
+        crop_scale=cfg.data.crop_scale, crop_ratio=cfg.data.crop_ratio,
+    )
+    model = VJEPA(cfg.encoder, cfg.predictor).to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model), lr=o.lr, weight_decay=o.weight_decay)
+    step, history = 0, []
+    if cfg.resume and last.exists():
+        from safetensors.torch import load_file
+
+        load_state_strict(model, load_file(last / "model.safetensors", device=str(device)), str(last))
+        state = torch.load(last / "training_state.pt", map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    loader = DataLoader(dataset, batch_size=o.batch_size, sampler=ResumableSampler(len(dataset), cfg.seed, step * o.batch_size),
+                        num_workers=cfg.data.workers, drop_last=True, persistent_workers=cfg.data.workers > 0)
+    writer = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+    except ImportError:  # pragma: no cover - tensorboard is a dependency
+        warnings.warn("tensorboard is not installed: no TensorBoard scalars", RuntimeWarning, stacklevel=2)
+
+    def save() -> None:
+        config = {"encoder": cfg.encoder.to_dict(), "predictor": cfg.predictor.to_dict(),
+                  "encoder_prefix": "target_encoder.", "num_frames": cfg.num_frames, "pretrain": _to_jsonable(cfg)}
+        save_checkpoint(last, model, config, {"optimizer": optimizer.state_dict(), "step": step, "history": history,
+                                              "rng": _rng_state(rng)})
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    bar = tqdm(total=o.steps, initial=step, desc="pretrain", unit="step", disable=not cfg.progress)
+    batches = iter(loader)
+    start_time, clips = time.perf_counter(), 0
+    target_std = float("nan")
+    while step < o.steps:
+        frames = next(batches)["frames"].to(device, non_blocking=True)  # (B, T, 3, H, W) uint8
+        video = preprocess(frames).permute(0, 2, 1, 3, 4)  # (B, 3, T, H, W)
+        lr = warmup_cosine(step, o.steps, o.warmup, o.start_lr, o.lr, o.final_lr, o.stretch)
+        wd = cosine_increase(step, o.steps, o.weight_decay, o.final_weight_decay, o.stretch)
+        for group in optimizer.param_groups:
+            group["lr"], group["weight_decay"] = lr, wd * group["wd_scale"]
+        grid = model.encoder.grid(video)
+        masks = [tuple(t.to(device) for t in batch_masks(video.shape[0], grid, spec, rng)) for spec in cfg.masks]
+        with autocast:
+            loss, target = model.loss(video, masks)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; the last good checkpoint "
+                                     f"({last}) is untouched")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        optimizer.step()
+        model.update_target(linear(step, o.steps, o.ema[0], o.ema[1], o.stretch))
+        step += 1
+        clips += video.shape[0]
+        history.append(float(loss))
+        if step % cfg.log_every == 0 or step == o.steps:
+            target_std = float(target.float().flatten(0, 1).std(0).mean())
+            rate = clips / (time.perf_counter() - start_time)
+            bar.set_postfix(loss=f"{loss.item():.4f}", std=f"{target_std:.3f}", clips_s=f"{rate:.1f}")
+            if writer:
+                for name, value in (("loss", loss.item()), ("lr", lr), ("weight_decay", wd),
+                                    ("target_feature_std", target_std), ("clips_per_s", rate)):
+                    writer.add_scalar(f"pretrain/{name}", value, step)
+            if target_std < cfg.collapse_std:
+                warnings.warn(f"representation collapse? mean per-dimension target std {target_std:.2e} < "
+                              f"{cfg.collapse_std} at step {step}", RuntimeWarning, stacklevel=2)
+        bar.update()
+        if step % cfg.checkpoint_every == 0 or step == o.steps:
+            save()
+    bar.close()
+    if writer:
+        writer.close()
+    first, final = history[: max(len(history) // 10, 1)], history[-max(len(history) // 10, 1):]
+    return {"steps": step, "loss_start": float(np.mean(first)), "loss_end": float(np.mean(final)),
+            "target_feature_std": target_std, "checkpoint": str(last), "history": history,
+            "clips_per_s": clips / max(time.perf_counter() - start_time, 1e-9)}
+
+
+def config_from_hydra(cfg: Any) -> PretrainConfig:
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    data = raw.pop("data")
+    for key in ("crop_scale", "crop_ratio"):
+        data[key] = tuple(data[key]) if data.get(key) is not None else None
+    optim = raw.pop("optim")
+    optim["ema"] = tuple(optim["ema"])
+    masks = [MaskSpec(m["num_blocks"], m["spatial_scale"], tuple(m.get("aspect_ratio", (0.75, 1.5))),
+                      m.get("temporal_scale", 1.0)) for m in raw.pop("masks")]
+    return PretrainConfig(data=DataConfig(**data), encoder=EncoderConfig(**raw.pop("encoder")),
+                          predictor=PredictorConfig(**raw.pop("predictor")), optim=OptimConfig(**optim),
+                          masks=masks, **raw)
+
+
+def main(cfg: Any) -> None:
+    config = config_from_hydra(cfg)
+    summary = pretrain(config)
+    print(f"pretrained {summary['steps']} steps: loss {summary['loss_start']:.4f} -> {summary['loss_end']:.4f}, "
+          f"target feature std {summary['target_feature_std']:.3f}, {summary['clips_per_s']:.1f} clips/s, "
+          f"checkpoint {summary['checkpoint']}")
+
+
+if __name__ == "__main__":
+    from datasets.cli import run
+
+    run(main, "pretrain")

@@ -79,6 +79,7 @@ class PretrainConfig:
     seed: int = 0
     device: str | None = None  # default: cuda when available
     resume: bool = False
+    stop_at: int | None = None  # stop (with a checkpoint) after this step; the schedules still span optim.steps
     checkpoint_every: int = 500
     log_every: int = 10
     collapse_std: float = 0.01  # warn when the mean per-dimension target std falls below this
@@ -179,8 +180,10 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    # the loader draws its worker seeds from its own generator, so building it never shifts the global RNG
     loader = DataLoader(dataset, batch_size=o.batch_size, sampler=ResumableSampler(len(dataset), cfg.seed, step * o.batch_size),
-                        num_workers=cfg.data.workers, drop_last=True, persistent_workers=cfg.data.workers > 0)
+                        num_workers=cfg.data.workers, drop_last=True, persistent_workers=cfg.data.workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed + step))
     writer = None
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -200,7 +203,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     batches = iter(loader)
     start_time, clips = time.perf_counter(), 0
     target_std = float("nan")
-    while step < o.steps:
+    end = min(o.steps, cfg.stop_at or o.steps)
+    while step < end:
         frames = next(batches)["frames"].to(device, non_blocking=True)  # (B, T, 3, H, W) uint8
         video = preprocess(frames).permute(0, 2, 1, 3, 4)  # (B, 3, T, H, W)
         lr = warmup_cosine(step, o.steps, o.warmup, o.start_lr, o.lr, o.final_lr, o.stretch)
@@ -222,7 +226,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         model.update_target(linear(step, o.steps, o.ema[0], o.ema[1], o.stretch))
         step += 1
         clips += video.shape[0]
-        history.append(float(loss))
+        history.append(loss.item())
         if step % cfg.log_every == 0 or step == o.steps:
             target_std = float(target.float().flatten(0, 1).std(0).mean())
             rate = clips / (time.perf_counter() - start_time)
@@ -235,7 +239,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                 warnings.warn(f"representation collapse? mean per-dimension target std {target_std:.2e} < "
                               f"{cfg.collapse_std} at step {step}", RuntimeWarning, stacklevel=2)
         bar.update()
-        if step % cfg.checkpoint_every == 0 or step == o.steps:
+        if step % cfg.checkpoint_every == 0 or step == end:
             save()
     bar.close()
     if writer:

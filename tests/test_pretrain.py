@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from helpers import make_dataset
+
+from world_model.checkpoints import load_encoder
+from world_model.encoder import EncoderConfig
+from world_model.jepa_predictor import PredictorConfig
+from world_model.masks import MaskSpec, batch_masks, sample_mask
+from world_model.pretrain import DataConfig, OptimConfig, PretrainConfig, pretrain
+from world_model.schedules import cosine_increase, linear, warmup_constant_decay, warmup_cosine
+
+
+def test_multiblock_masks_repeat_over_time_and_keep_context():
+    rng = np.random.default_rng(0)
+    mask = sample_mask((4, 8, 8), MaskSpec(8, 0.15), rng)
+    assert all(np.array_equal(mask[0], mask[t]) for t in range(4))  # the spatial mask spans all frames
+    assert 0 < mask.sum() < mask.size
+    ratios = [sample_mask((2, 16, 16), MaskSpec(2, 0.7), rng).mean() for _ in range(50)]
+    assert 0.6 < np.mean(ratios) < 0.99  # long-range masks hide most of the clip
+    ctx, tgt = batch_masks(5, (2, 8, 8), MaskSpec(8, 0.15), rng)
+    assert ctx.shape[0] == tgt.shape[0] == 5 and ctx.shape[1] + tgt.shape[1] <= 128
+    for c, t in zip(ctx.tolist(), tgt.tolist()):
+        assert not set(c) & set(t)
+
+
+def test_schedules_follow_the_recipe():
+    assert warmup_cosine(0, 100, 10, 2e-4, 6.25e-4, 1e-6) == pytest.approx(2e-4)
+    assert warmup_cosine(10, 100, 10, 2e-4, 6.25e-4, 1e-6) == pytest.approx(6.25e-4)
+    assert warmup_cosine(100, 100, 10, 2e-4, 6.25e-4, 1e-6) == pytest.approx(1e-6)
+    assert warmup_cosine(100, 100, 10, 2e-4, 6.25e-4, 1e-6, stretch=1.25) > 1e-5  # stretched: not at the floor
+    assert cosine_increase(0, 100, 0.04, 0.4) == pytest.approx(0.04)
+    assert cosine_increase(100, 100, 0.04, 0.4) == pytest.approx(0.4)
+    assert linear(50, 100, 0.998, 1.0) == pytest.approx(0.999)
+    assert warmup_constant_decay(50, 100, 10, 20, 7.5e-5, 4.25e-4) == pytest.approx(4.25e-4)
+    assert warmup_constant_decay(100, 100, 10, 20, 7.5e-5, 4.25e-4) == pytest.approx(0.0)
+
+
+def _config(root, out, steps=40, num_frames=4, **kwargs):
+    return PretrainConfig(
+        data=DataConfig(root=str(root), split="all", image_size=32, crop_scale=(0.5, 1.0)),
+        encoder=EncoderConfig(size="micro", img_size=32, patch_size=8), num_frames=num_frames,
+        predictor=PredictorConfig(embed_dim=48, depth=2, num_heads=4),
+        optim=OptimConfig(steps=steps, batch_size=8, warmup=5), out=str(out), progress=False,
+        checkpoint_every=1000, log_every=5, **kwargs)
+
+
+@pytest.mark.slow
+def test_tiny_pretraining_lowers_the_loss_without_collapse(tmp_path):
+    make_dataset(tmp_path / "data", num_episodes=6, length=30, image_size=32)
+    summary = pretrain(_config(tmp_path / "data", tmp_path / "run", steps=60))
+    assert summary["loss_end"] < 0.7 * summary["loss_start"], summary
+    assert summary["target_feature_std"] > 0.1  # collapse drives it to 0
+    encoder = load_encoder(summary["checkpoint"])  # the EMA target encoder, for frozen use
+    assert encoder.embed_dim == 96 and (tmp_path / "run" / "tb").is_dir()
+
+
+def test_image_mode_runs_the_same_code_path(tmp_path):
+    make_dataset(tmp_path / "data", num_episodes=3, length=10, image_size=32)
+    summary = pretrain(_config(tmp_path / "data", tmp_path / "run", steps=4, num_frames=1))
+    assert summary["steps"] == 4 and np.isfinite(summary["loss_end"])
+
+
+def test_resume_is_exact(tmp_path):
+    make_dataset(tmp_path / "data", num_episodes=3, length=16, image_size=32)
+    straight = pretrain(_config(tmp_path / "data", tmp_path / "a", steps=6))
+    cfg = _config(tmp_path / "data", tmp_path / "b", steps=6, stop_at=3)
+    assert pretrain(cfg)["steps"] == 3
+    cfg.stop_at, cfg.resume = None, True
+    resumed = pretrain(cfg)
+    assert resumed["history"] == straight["history"]
+    a = load_encoder(tmp_path / "a" / "checkpoints" / "last").state_dict()
+    b = load_encoder(tmp_path / "b" / "checkpoints" / "last").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
+    make_dataset(tmp_path / "data", num_episodes=2, length=10, image_size=32)
+    cfg = _config(tmp_path / "data", tmp_path / "run", steps=2)
+    pretrain(cfg)
+    before = (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").read_bytes()
+    cfg.optim.steps, cfg.resume = 5, True
+    cfg.optim.lr = cfg.optim.start_lr = cfg.optim.final_lr = 1e30  # one step at this rate wrecks the weights
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 3"):
+        pretrain(cfg)
+    assert (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").read_bytes() == before

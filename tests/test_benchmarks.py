@@ -20,3 +20,14 @@ def test_bench_data_prints_one_json_line():
     figures = json.loads(lines[0])
     assert figures["clips_per_s_1proc"] > 0 and figures["clips_per_s_2workers"] > 0
     assert figures["episodes"] == 4 and figures["clip_frames"] == 4
+
+
+def test_bench_pretrain_prints_one_json_line():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_pretrain.py"), "steps=2", "batch_size=4", "num_episodes=2",
+         "encoder_size=micro"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["pretrain_steps_per_s"] > 0 and figures["clips_per_s"] > 0

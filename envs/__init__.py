@@ -3,7 +3,12 @@
 Importing this package registers `FrankaReach-v0` and `FrankaPush-v0`.
 """
 
+import os
+
 from gymnasium.envs.registration import register, registry
+
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"  # headless machines: render offscreen (set before mujoco is imported)
 
 ENV_IDS = {"FrankaReach-v0": ("envs.tasks:FrankaReachEnv", 100), "FrankaPush-v0": ("envs.tasks:FrankaPushEnv", 150)}
 

@@ -1,0 +1,120 @@
+"""The world-model contract (DESIGN.md, contract 2) and its two families.
+
+Every model offers, on batched tensors:
+- `encode(frames (B, T, 3, H, W)) -> z (B, T, N, D)`;
+- `predict(z, actions (B, T, A), states (B, T, S) | None) -> z_next (B, T, N, D)`, frame t predicting t + 1;
+- `rollout(z_context (B, C, N, D), actions (B, H, A), context_actions, states) -> z_future (B, H, N, D)`.
+
+`rollout` keeps only the model's `history` latest frames as context, applies the planned action h
+at the last frame, appends the prediction and repeats: one predictor call per step for all B
+candidates together. States, when the model uses them, are carried forward by adding the action
+(exact for position and gripper; Euler-angle addition approximates the rotation composition for
+the small per-step rotations planners use).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from timm.models.vision_transformer import VisionTransformer
+
+from world_model.ac_predictor import ACPredictor
+from world_model.encoder import VideoViT, encode_frames, preprocess
+
+
+class WorldModel(nn.Module):
+    """Shared `predict` and `rollout`; subclasses define `encode`."""
+
+    predictor: ACPredictor
+    history: int
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def uses_states(self) -> bool:
+        return bool(self.predictor.config.state_dim)
+
+    def predict(self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
+        return self.predictor(z, actions, states if self.uses_states else None)
+
+    def rollout(self, z_context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor | None = None,
+                states: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict H future latents from C context latents and H planned actions.
+
+        `context_actions` (B, C - 1, A): the actions executed between the context frames (zeros if
+        unknown); `states` (B, C, S): the context's proprioceptive states (needed when the model uses them).
+        """
+        b, c = z_context.shape[:2]
+        h_steps, a_dim = actions.shape[1], actions.shape[2]
+        if context_actions is None:
+            context_actions = actions.new_zeros(b, c - 1, a_dim)
+        if self.uses_states and states is None:
+            raise ValueError("this world model conditions on proprioceptive states: pass states (B, C, S)")
+        z_all, a_all = z_context, context_actions
+        s_all = states
+        out = []
+        for h in range(h_steps):
+            a_all = torch.cat([a_all, actions[:, h : h + 1]], dim=1)
+            z_in, a_in = z_all[:, -self.history :], a_all[:, -self.history :]
+            s_in = s_all[:, -self.history :] if s_all is not None else None
+            z_next = self.predict(z_in, a_in, s_in)[:, -1:]
+            out.append(z_next)
+            z_all = torch.cat([z_all, z_next], dim=1)
+            if s_all is not None:
+                s_next = s_all[:, -1:].clone()
+                width = min(s_next.shape[-1], a_dim)
+                s_next[..., :width] = s_next[..., :width] + actions[:, h : h + 1, :width]
+                s_all = torch.cat([s_all, s_next], dim=1)
+        return torch.cat(out, dim=1)
+
+
+class JEPAWorldModel(WorldModel):
+    """V-JEPA 2-AC: a frozen video JEPA encoder (each frame alone, layer-normed) + the AdaLN AC predictor."""
+
+    def __init__(self, encoder: VideoViT, predictor: ACPredictor, history: int = 4, pool: bool = False):
+        super().__init__()
+        self.encoder = encoder.requires_grad_(False).eval()
+        self.predictor = predictor
+        self.history = history
+        self.pool = pool
+
+    def train(self, mode: bool = True) -> JEPAWorldModel:
+        super().train(mode)
+        self.encoder.eval()  # frozen: always in eval mode
+        return self
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return encode_frames(self.encoder, frames, pool=self.pool)
+
+
+class LeWMEncoder(nn.Module):
+    """LeWorldModel's encoder: a small ViT whose CLS token goes through an MLP projector with BatchNorm."""
+
+    def __init__(self, img_size: int = 64, patch_size: int = 8, width: int = 192, depth: int = 12, num_heads: int = 3,
+                 embed_dim: int = 192, projector_hidden: int = 1024):
+        super().__init__()
+        self.vit = VisionTransformer(img_size=img_size, patch_size=patch_size, embed_dim=width, depth=depth,
+                                     num_heads=num_heads, num_classes=0, class_token=True, global_pool="token")
+        self.projector = nn.Sequential(nn.Linear(width, projector_hidden), nn.BatchNorm1d(projector_hidden), nn.GELU(),
+                                       nn.Linear(projector_hidden, embed_dim))
+        self.embed_dim = embed_dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, D) embeddings."""
+        return self.projector(self.vit(images))
+
+
+class LeWorldModel(WorldModel):
+    """LeWorldModel: encoder and predictor trained end to end; one token per frame, so planning is cheap."""
+
+    def __init__(self, encoder: LeWMEncoder, predictor: ACPredictor, history: int = 3):
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = predictor
+        self.history = history
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        z = self.encoder(preprocess(frames.flatten(0, 1)))
+        return z.view(b, t, 1, -1)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.clips import ClipDataset
@@ -37,6 +37,7 @@ from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
 from world_model.masks import MaskSpec, batch_masks
 from world_model.schedules import cosine_increase, linear, warmup_cosine
+from world_model.train_utils import ResumableSampler, param_groups, restore_rng, rng_state
 
 
 @dataclass
@@ -86,25 +87,6 @@ class PretrainConfig:
     progress: bool = True
 
 
-class ResumableSampler(Sampler[int]):
-    """An endless stream of seeded permutations that can start at any position (for exact resume)."""
-
-    def __init__(self, size: int, seed: int, start: int = 0):
-        if size == 0:
-            raise ValueError("the dataset has no clips")
-        self.size, self.seed, self.start = size, seed, start
-
-    def __iter__(self):
-        epoch, offset = divmod(self.start, self.size)
-        while True:
-            order = np.random.default_rng((self.seed, epoch)).permutation(self.size)
-            yield from order[offset:].tolist()
-            epoch, offset = epoch + 1, 0
-
-    def __len__(self) -> int:
-        return 2**62
-
-
 class VJEPA(nn.Module):
     """Context encoder, EMA target encoder and predictor, with the masked-prediction loss."""
 
@@ -135,19 +117,6 @@ class VJEPA(nn.Module):
         torch._foreach_add_(params_t, params_c, alpha=1.0 - momentum)
 
 
-def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or name.endswith("mask_token") else decay).append(p)
-    return [{"params": decay, "wd_scale": 1.0}, {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0}]
-
-
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
 def _to_jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)))
 
@@ -167,7 +136,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         crop_scale=cfg.data.crop_scale, crop_ratio=cfg.data.crop_ratio,
     )
     model = VJEPA(cfg.encoder, cfg.predictor).to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model), lr=o.lr, weight_decay=o.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model), lr=o.lr, weight_decay=o.weight_decay)
     step, history = 0, []
     if cfg.resume and last.exists():
         from safetensors.torch import load_file
@@ -176,10 +145,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         state = torch.load(last / "training_state.pt", map_location="cpu", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
-        rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        restore_rng(rng, state["rng"])
     # the loader draws its worker seeds from its own generator, so building it never shifts the global RNG
     loader = DataLoader(dataset, batch_size=o.batch_size, sampler=ResumableSampler(len(dataset), cfg.seed, step * o.batch_size),
                         num_workers=cfg.data.workers, drop_last=True, persistent_workers=cfg.data.workers > 0,
@@ -196,7 +162,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         config = {"encoder": cfg.encoder.to_dict(), "predictor": cfg.predictor.to_dict(),
                   "encoder_prefix": "target_encoder.", "num_frames": cfg.num_frames, "pretrain": _to_jsonable(cfg)}
         save_checkpoint(last, model, config, {"optimizer": optimizer.state_dict(), "step": step, "history": history,
-                                              "rng": _rng_state(rng)})
+                                              "rng": rng_state(rng)})
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     bar = tqdm(total=o.steps, initial=step, desc="pretrain", unit="step", disable=not cfg.progress)

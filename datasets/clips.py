@@ -80,6 +80,7 @@ class ClipDataset(Dataset):
         crop_scale, crop_ratio: enable a random-resized-crop (one box per clip) before resizing.
         window_stride: control steps between the starts of consecutive clips of an episode.
         strict: raise on a corrupt episode instead of skipping it.
+        load_frames: False skips the images (for training on cached features).
         val_fraction, split_seed: split used when the folder has no index.
         max_open_episodes: readers kept open per process (least recently used are closed).
         chunk_cache_bytes: HDF5 cache of decompressed chunks per open image dataset
@@ -107,6 +108,7 @@ class ClipDataset(Dataset):
         split_seed: int = 0,
         max_open_episodes: int = 256,
         chunk_cache_bytes: int | None = None,
+        load_frames: bool = True,
     ):
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
@@ -138,6 +140,7 @@ class ClipDataset(Dataset):
         self.strict = strict
         self.max_open_episodes = max_open_episodes
         self.chunk_cache_bytes = chunk_cache_bytes
+        self.load_frames = load_frames
 
         self._unreadable: list[Path] = []
         self.index = load_index(self.root)
@@ -259,15 +262,18 @@ class ClipDataset(Dataset):
         loaded = self._loaded(e)
         start = window * self.window_stride
         frames = start + ep.frameskip * np.arange(self.num_frames)
-        images = loaded.reader.images(loaded.camera, frames)  # (T, H, W, 3) uint8
-        # numpy's transposing copy is ~5x faster than torch's multithreaded one for clips this small
-        video = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        if self.crop_scale is not None:
-            video = random_resized_crop(video, self.image_size, self.crop_scale, self.crop_ratio)
-        elif self.image_size is not None:
-            video = resize_uint8(video, self.image_size)
+        sample = {}
+        if self.load_frames:
+            images = loaded.reader.images(loaded.camera, frames)  # (T, H, W, 3) uint8
+            # numpy's transposing copy is ~5x faster than torch's multithreaded one for clips this small
+            video = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+            if self.crop_scale is not None:
+                video = random_resized_crop(video, self.image_size, self.crop_scale, self.crop_ratio)
+            elif self.image_size is not None:
+                video = resize_uint8(video, self.image_size)
+            sample["frames"] = video
         return {
-            "frames": video,
+            **sample,
             "states": torch.from_numpy(loaded.states[frames]),
             "actions": torch.from_numpy(self._actions(loaded, frames, ep.frameskip).astype(np.float32)),
             "episode": torch.tensor(e),

@@ -162,3 +162,19 @@ class FeatureCache:
             f = self._files[episode] = h5py.File(path, "r")
         ds = f[FEATURES]
         return np.stack([ds[int(i)] for i in frames])
+
+
+class CachedFeatureClips(torch.utils.data.Dataset):
+    """A ClipDataset (built with load_frames=False) whose samples carry cached `features` (T, N, D) float32."""
+
+    def __init__(self, clips, cache: FeatureCache):
+        self.clips, self.cache = clips, cache
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        sample = self.clips[i]
+        episode = self.clips.episode_path(int(sample["episode"])).relative_to(self.clips.root).as_posix()
+        sample["features"] = torch.from_numpy(self.cache.read(episode, sample["frame_ids"].numpy()).astype(np.float32))
+        return sample

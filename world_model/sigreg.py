@@ -37,8 +37,12 @@ def _all_reduce_mean(x: torch.Tensor, count: int) -> tuple[torch.Tensor, int]:
 
 
 def sigreg(z: torch.Tensor, num_projections: int = 1024, num_knots: int = 17, t_max: float = 3.0,
-           seed: int = 0) -> torch.Tensor:
-    """Epps-Pulley SIGReg of embeddings z (B, D) or (B, T, D) (per time step, averaged over T)."""
+           seed: int = 0, distributed: bool = True) -> torch.Tensor:
+    """Epps-Pulley SIGReg of embeddings z (B, D) or (B, T, D) (per time step, averaged over T).
+
+    `distributed=False` keeps the statistic local even inside a process group (e.g. for validation
+    run on one rank only).
+    """
     if z.dim() == 2:
         z = z[:, None]
     b, t, d = z.shape
@@ -49,7 +53,8 @@ def sigreg(z: torch.Tensor, num_projections: int = 1024, num_knots: int = 17, t_
     proj = torch.einsum("btd,dp->tbp", z, directions)  # (T, B, P)
     arg = proj[..., None] * knots  # (T, B, P, K)
     ecf_real, ecf_imag = arg.cos().mean(1), arg.sin().mean(1)  # (T, P, K)
-    ecf, n = _all_reduce_mean(torch.stack([ecf_real, ecf_imag]), b)
+    ecf, n = _all_reduce_mean(torch.stack([ecf_real, ecf_imag]), b) if distributed else (
+        torch.stack([ecf_real, ecf_imag]), b)
     gauss = torch.exp(-0.5 * knots**2)
     sq = (ecf[0] - gauss) ** 2 + ecf[1] ** 2  # |phi_emp - phi_gauss|^2
     integrand = sq * gauss  # weight w(t) = exp(-t^2 / 2)

@@ -1,0 +1,97 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from datasets.cli import CONFIG_DIR
+from datasets.collect import CollectConfig, collect
+from world_model.checkpoints import save_checkpoint
+from world_model.encoder import EncoderConfig, VideoViT
+from world_model.feature_cache import Preprocessing, build_cache
+from world_model.train import load_world_model, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_LEWM = ["model=lewm", "model.encoder.img_size=32", "model.encoder.depth=2", "model.encoder.width=48",
+             "model.encoder.num_heads=4", "model.encoder.embed_dim=32", "model.encoder.projector_hidden=64",
+             "model.predictor.width=48", "model.predictor.depth=2", "model.predictor.num_heads=4",
+             "model.sigreg_projections=64"]
+TINY_AC = ["model=vjepa_ac", "model.predictor.width=48", "model.predictor.depth=2", "model.predictor.num_heads=4"]
+
+
+@pytest.fixture(scope="module")
+def sim_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim") / "reach"
+    collect(CollectConfig(out=str(root), num_episodes=8, max_steps=24, workers=1, val_fraction=0.25,
+                          env_kwargs={"image_size": 32}), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("enc") / "encoder"
+    torch.manual_seed(0)
+    config = EncoderConfig(size="micro", img_size=32, patch_size=8)
+    save_checkpoint(path, VideoViT(config), {"encoder": config.to_dict()})
+    return path
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return compose("train", overrides=overrides)
+
+
+def _common(data, out, steps=12):
+    return [f"data.root={data}", "data.image_size=32", f"out={out}", f"optim.steps={steps}", "optim.batch_size=8",
+            "optim.warmup=2", "optim.decay=4", "progress=false", "log_every=2"]
+
+
+def test_vjepa_ac_trains_on_cached_features_like_on_pixels(sim_data, encoder_ckpt, tmp_path):
+    overrides = TINY_AC + [f"model.encoder_checkpoint={encoder_ckpt}"]
+    pixels = train(_cfg(overrides + _common(sim_data, tmp_path / "px", steps=30)))
+    assert not pixels["feature_cache"]
+    assert pixels["loss_end"] < pixels["loss_start"] and pixels["val_loss"] is not None
+    build_cache(sim_data, encoder_ckpt, Preprocessing(image_size=32), progress=False)
+    cached = train(_cfg(overrides + _common(sim_data, tmp_path / "fc", steps=30)))
+    assert cached["feature_cache"]
+    assert cached["history"] == pytest.approx(pixels["history"], rel=2e-2)  # float16 features
+    model, config = load_world_model(tmp_path / "fc" / "checkpoints" / "last")
+    assert config["family"] == "vjepa_ac" and config["history"] == 3
+    frames = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    z = model.encode(frames)
+    future = model.rollout(z, torch.zeros(2, 4, 7), states=torch.zeros(2, 3, 7))
+    assert future.shape == (2, 4, 16, 96)
+
+
+def test_lewm_trains_end_to_end_and_resumes_exactly(sim_data, tmp_path):
+    straight = train(_cfg(TINY_LEWM + _common(sim_data, tmp_path / "a", steps=8)))
+    assert straight["loss_end"] < straight["loss_start"]
+    first = train(_cfg(TINY_LEWM + _common(sim_data, tmp_path / "b", steps=8) + ["stop_at=4"]))
+    assert first["steps"] == 4
+    resumed = train(_cfg(TINY_LEWM + _common(sim_data, tmp_path / "b", steps=8) + ["resume=true"]))
+    assert resumed["history"] == pytest.approx(straight["history"], rel=1e-6)
+    model, config = load_world_model(tmp_path / "b" / "checkpoints" / "last")
+    assert config["family"] == "lewm" and model.encode(torch.zeros(1, 2, 3, 32, 32, dtype=torch.uint8)).shape == (1, 2, 1, 32)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(sim_data, tmp_path):
+    train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=2)))
+    before = (tmp_path / "checkpoints" / "last" / "model.safetensors").read_bytes()
+    with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step \d"):
+        train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=8) + [
+            "resume=true", "optim.lr=1e30", "optim.start_lr=1e30", "optim.final_lr=1e30", "optim.grad_clip=null"]))
+    assert (tmp_path / "checkpoints" / "last" / "model.safetensors").read_bytes() == before
+
+
+def test_two_process_torchrun_trains_and_writes_one_checkpoint(sim_data, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "world_model" / "train.py"), *TINY_LEWM, *_common(sim_data, tmp_path, steps=4)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trained lewm for 4 steps on 2 process(es)" in result.stdout
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "last").iterdir()) == [
+        "config.json", "model.safetensors", "training_state.pt"]

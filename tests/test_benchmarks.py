@@ -31,3 +31,15 @@ def test_bench_pretrain_prints_one_json_line():
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["pretrain_steps_per_s"] > 0 and figures["clips_per_s"] > 0
+
+
+def test_bench_train_prints_one_json_line():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "steps=1", "batch_size=2", "num_episodes=3",
+         "image_size=32"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for family in ("vjepa_ac", "vjepa_ac_cached", "lewm"):
+        assert figures[f"train_steps_per_s_{family}"] > 0

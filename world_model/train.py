@@ -215,7 +215,7 @@ def train(cfg: Any) -> dict[str, Any]:
                                                   "history": history, "rng": rng_state(rng)})
 
     def validate() -> float | None:
-        if len(val_set) == 0:
+        if len(val_set) == 0 or cfg.val_batches <= 0:
             return None
         model.eval()
         losses = []

@@ -1,0 +1,171 @@
+"""Latent-space planners: CEM, MPPI and gradient descent on action sequences, behind one interface.
+
+A solver gets a cost function over candidate action sequences — `cost(actions (K, H, A)) -> (K,)`,
+which rolls the world model out for all K candidates in one batched call per step — plus the
+action bounds, and returns the best sequence (H, A). No Python loop runs over candidates.
+Solvers are seeded (their own torch.Generator) and deterministic on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+CostFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Bounds:
+    """Per-dimension action bounds, and dimensions held fixed (e.g. rotation deltas at zero)."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    fixed: dict[int, float] = field(default_factory=dict)
+
+    def clip(self, actions: torch.Tensor) -> torch.Tensor:
+        out = torch.maximum(torch.minimum(actions, self.high), self.low)
+        for dim, value in self.fixed.items():
+            out[..., dim] = value
+        return out
+
+    @classmethod
+    def droid(cls, max_pos: float = 0.075, max_rot: float = 0.15, gripper: tuple[float, float] = (0.0, 1.0),
+              fixed: dict[int, float] | None = None) -> Bounds:
+        low = torch.tensor([-max_pos] * 3 + [-max_rot] * 3 + [gripper[0]])
+        high = torch.tensor([max_pos] * 3 + [max_rot] * 3 + [gripper[1]])
+        return cls(low, high, dict(fixed or {}))
+
+
+@dataclass
+class PlanResult:
+    actions: torch.Tensor  # (H, A) best sequence
+    cost: float
+    iterations: int
+
+
+class Solver:
+    """Interface: `solve(cost, horizon, bounds, init=None) -> PlanResult`; `init` warm-starts the mean."""
+
+    def __init__(self, seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def solve(self, cost: CostFn, horizon: int, bounds: Bounds, init: torch.Tensor | None = None) -> PlanResult:
+        raise NotImplementedError
+
+    @staticmethod
+    def _initial_mean(horizon: int, bounds: Bounds, init: torch.Tensor | None) -> torch.Tensor:
+        mean = ((bounds.low + bounds.high) / 2).expand(horizon, -1).clone()
+        if init is not None:
+            mean[: len(init)] = init[:horizon]
+        return bounds.clip(mean)
+
+    def _sample(self, mean: torch.Tensor, std: torch.Tensor, num: int) -> torch.Tensor:
+        noise = torch.randn((num, *mean.shape), generator=self.generator).to(mean.device, mean.dtype)
+        return mean + std * noise
+
+
+class CEMSolver(Solver):
+    """Cross-entropy method: Gaussian over sequences, refit to the top-k elites, with momentum and a std floor."""
+
+    def __init__(self, samples: int = 300, elites: int = 30, iterations: int = 10, init_std: float = 1.0,
+                 min_std: float = 0.05, momentum: float = 0.1, seed: int = 0):
+        super().__init__(seed)
+        if elites > samples:
+            raise ValueError(f"elites ({elites}) cannot exceed samples ({samples})")
+        self.samples, self.elites, self.iterations = samples, elites, iterations
+        self.init_std, self.min_std, self.momentum = init_std, min_std, momentum
+
+    @torch.no_grad()
+    def solve(self, cost: CostFn, horizon: int, bounds: Bounds, init: torch.Tensor | None = None) -> PlanResult:
+        span = (bounds.high - bounds.low) / 2  # std is relative to the half-range of each dimension
+        mean = self._initial_mean(horizon, bounds, init)
+        std = (self.init_std * span).expand(horizon, -1).clone()
+        best, best_cost = mean.clone(), float("inf")
+        for _ in range(self.iterations):
+            candidates = bounds.clip(self._sample(mean, std, self.samples))
+            candidates[0] = mean  # keep the current mean in the running
+            costs = cost(candidates)
+            order = torch.argsort(costs)[: self.elites]
+            elites = candidates[order]
+            if costs[order[0]] < best_cost:
+                best_cost, best = float(costs[order[0]]), candidates[order[0]].clone()
+            mean = self.momentum * mean + (1 - self.momentum) * elites.mean(0)
+            std = self.momentum * std + (1 - self.momentum) * elites.std(0)
+            std = torch.maximum(std, self.min_std * span)
+        return PlanResult(best, best_cost, self.iterations)
+
+
+class MPPISolver(Solver):
+    """Model-predictive path integral: exponentially (temperature) weighted average of sampled sequences."""
+
+    def __init__(self, samples: int = 300, iterations: int = 10, init_std: float = 0.5, temperature: float = 0.05,
+                 min_std: float = 0.05, seed: int = 0):
+        super().__init__(seed)
+        self.samples, self.iterations, self.init_std = samples, iterations, init_std
+        self.temperature, self.min_std = temperature, min_std
+
+    @torch.no_grad()
+    def solve(self, cost: CostFn, horizon: int, bounds: Bounds, init: torch.Tensor | None = None) -> PlanResult:
+        span = (bounds.high - bounds.low) / 2
+        mean = self._initial_mean(horizon, bounds, init)
+        std = (self.init_std * span).expand(horizon, -1).clone()
+        best, best_cost = mean.clone(), float("inf")
+        for _ in range(self.iterations):
+            candidates = bounds.clip(self._sample(mean, std, self.samples))
+            candidates[0] = mean
+            costs = cost(candidates)
+            weights = torch.softmax(-(costs - costs.min()) / self.temperature, dim=0)
+            i = int(torch.argmin(costs))
+            if float(costs[i]) < best_cost:
+                best_cost, best = float(costs[i]), candidates[i].clone()
+            mean = bounds.clip((weights[:, None, None] * candidates).sum(0))
+            var = (weights[:, None, None] * (candidates - mean) ** 2).sum(0)
+            std = torch.maximum(var.sqrt(), self.min_std * span)
+        final = float(cost(mean[None])[0])
+        if final < best_cost:
+            best, best_cost = mean, final
+        return PlanResult(best, best_cost, self.iterations)
+
+
+class GradientSolver(Solver):
+    """Adam on the action sequence through the differentiable rollout, projected onto the bounds each step.
+
+    Several random restarts run in parallel as one batch; the best is returned.
+    """
+
+    def __init__(self, iterations: int = 100, lr: float = 0.01, restarts: int = 8, seed: int = 0):
+        super().__init__(seed)
+        self.iterations, self.lr, self.restarts = iterations, lr, restarts
+
+    def solve(self, cost: CostFn, horizon: int, bounds: Bounds, init: torch.Tensor | None = None) -> PlanResult:
+        span = (bounds.high - bounds.low) / 2
+        mean = self._initial_mean(horizon, bounds, init)
+        starts = bounds.clip(self._sample(mean, 0.5 * span.expand(horizon, -1), self.restarts))
+        starts[0] = mean
+        actions = starts.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([actions], lr=self.lr)
+        for _ in range(self.iterations):
+            costs = cost(actions)
+            optimizer.zero_grad(set_to_none=True)
+            costs.sum().backward()
+            optimizer.step()
+            with torch.no_grad():
+                actions.copy_(bounds.clip(actions))
+        with torch.no_grad():
+            costs = cost(actions)
+            i = int(torch.argmin(costs))
+            return PlanResult(actions[i].detach().clone(), float(costs[i]), self.iterations)
+
+
+SOLVERS = {"cem": CEMSolver, "mppi": MPPISolver, "gradient": GradientSolver}
+
+
+def make_solver(name: str, **kwargs) -> Solver:
+    if name not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
+    return SOLVERS[name](**kwargs)

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from planners.costs import latent_cost
+from planners.solvers import Bounds, make_solver
+from world_model.ac_predictor import ACPredictor, ACPredictorConfig
+from world_model.encoder import EncoderConfig, VideoViT
+from world_model.models import JEPAWorldModel
+
+SOLVER_ARGS = {"cem": dict(samples=64, elites=8, iterations=4), "mppi": dict(samples=64, iterations=4),
+               "gradient": dict(iterations=5, restarts=4)}
+
+
+class LinearToy:
+    """z' = z + A a: the optimum of a one-step goal-reaching cost is known in closed form."""
+
+    history = 1
+    uses_states = False
+
+    def __init__(self, a_matrix: torch.Tensor):
+        self.a = a_matrix
+
+    def rollout(self, z_context, actions, context_actions=None, states=None):
+        z = z_context[:, -1]
+        out = []
+        for h in range(actions.shape[1]):
+            z = z + (actions[:, h] @ self.a.T)[:, None]
+            out.append(z)
+        return torch.stack(out, dim=1)
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    torch.manual_seed(0)
+    encoder = VideoViT(EncoderConfig(size="micro", img_size=32, patch_size=8))
+    predictor = ACPredictor(96, ACPredictorConfig(width=32, depth=1, num_heads=4, state_dim=7))
+    for block in predictor.blocks:
+        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.05)
+    return JEPAWorldModel(encoder, predictor, history=2).eval()
+
+
+@pytest.mark.parametrize("name", sorted(SOLVER_ARGS))
+def test_solvers_on_a_random_model_respect_bounds_shape_and_seed(random_model, name):
+    z = torch.randn(2, 16, 96)
+    cost = latent_cost(random_model, z, torch.randn(16, 96), states=torch.zeros(2, 7),
+                       context_actions=torch.zeros(1, 7))
+    bounds = Bounds.droid(fixed={3: 0.0, 4: 0.0, 5: 0.0})
+    results = [make_solver(name, seed=3, **SOLVER_ARGS[name]).solve(cost, 3, bounds) for _ in range(2)]
+    plan = results[0].actions
+    assert plan.shape == (3, 7)
+    assert torch.all(plan >= bounds.low - 1e-7) and torch.all(plan <= bounds.high + 1e-7)
+    assert torch.all(plan[:, 3:6] == 0.0)  # rotation deltas held fixed
+    torch.testing.assert_close(results[0].actions, results[1].actions, rtol=0, atol=0)
+    if name != "gradient":  # (the gradient solver's first restart is the deterministic mean)
+        other = make_solver(name, seed=4, **SOLVER_ARGS[name]).solve(cost, 3, bounds).actions
+        assert not torch.equal(other, plan)
+
+
+@pytest.mark.parametrize("name,tolerance", [("cem", 0.01), ("mppi", 0.01), ("gradient", 0.002)])
+def test_solvers_reach_the_closed_form_optimum_of_a_linear_toy(name, tolerance):
+    torch.manual_seed(1)
+    a = torch.eye(3) + 0.3 * torch.randn(3, 3)
+    model = LinearToy(a)
+    z0 = torch.randn(1, 1, 3)
+    a_star = torch.tensor([0.04, -0.02, 0.05])  # inside the 0.075 bounds
+    goal = z0[0] + a_star @ a.T
+    bounds = Bounds(torch.full((3,), -0.075), torch.full((3,), 0.075))
+    cost = latent_cost(model, z0, goal, metric="l2")
+    args = {"cem": dict(samples=400, elites=20, iterations=25, min_std=0.001),
+            "mppi": dict(samples=400, iterations=30, temperature=1e-5, min_std=0.001),
+            "gradient": dict(iterations=300, lr=0.003)}[name]
+    result = make_solver(name, seed=0, **args).solve(cost, 1, bounds)
+    assert (result.actions[0] - a_star).abs().max() < tolerance, (result.actions, a_star)
+
+
+def test_optimum_on_the_bound_is_projected():
+    a = torch.eye(2)
+    model = LinearToy(a)
+    goal = torch.tensor([[1.0, -1.0]])  # far outside: the optimum is the corner of the box
+    bounds = Bounds(torch.full((2,), -0.075), torch.full((2,), 0.075))
+    cost = latent_cost(model, torch.zeros(1, 1, 2), goal, metric="l2")
+    for name in ("cem", "mppi", "gradient"):
+        plan = make_solver(name, seed=0).solve(cost, 1, bounds).actions[0]
+        torch.testing.assert_close(plan, torch.tensor([0.075, -0.075]), atol=2e-3, rtol=0)
+
+
+def test_unknown_solver_and_bad_elites():
+    with pytest.raises(ValueError, match="solver must be one of"):
+        make_solver("random-shooting")
+    with pytest.raises(ValueError, match="elites"):
+        make_solver("cem", samples=4, elites=8)

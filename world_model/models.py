@@ -14,12 +14,18 @@ the small per-step rotations planners use).
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from world_model.ac_predictor import ACPredictor
-from world_model.encoder import VideoViT, encode_frames, preprocess
+from world_model.ac_predictor import ACPredictor, ACPredictorConfig
+from world_model.checkpoints import load_state_strict
+from world_model.encoder import EncoderConfig, VideoViT, encode_frames, preprocess
 
 
 class WorldModel(nn.Module):
@@ -118,3 +124,27 @@ class LeWorldModel(WorldModel):
         b, t = frames.shape[:2]
         z = self.encoder(preprocess(frames.flatten(0, 1)))
         return z.view(b, t, 1, -1)
+
+
+def build_model(config: dict[str, Any]) -> WorldModel:
+    """A world model from the plain `config.json` dict of a checkpoint (no hydra needed)."""
+    family = config["family"]
+    predictor_cfg = ACPredictorConfig(**config["predictor"])
+    if family == "vjepa_ac":
+        encoder = VideoViT(EncoderConfig(**config["encoder_config"]))
+        return JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"], config["pool"])
+    if family == "lewm":
+        encoder = LeWMEncoder(**config["encoder"])
+        return LeWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"])
+    raise ValueError(f"model family must be 'vjepa_ac' or 'lewm', got {family!r}")
+
+
+def load_world_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:
+    """(model, config) from a checkpoint folder written by world_model/train.py."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    model = build_model(config)
+    load_state_strict(model, load_file(folder / "model.safetensors"), str(folder))
+    return model.to(device).eval(), config

@@ -32,36 +32,11 @@ from tqdm import tqdm
 from datasets.clips import ClipDataset
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
 from world_model.checkpoints import load_encoder, load_state_strict, save_checkpoint
-from world_model.encoder import EncoderConfig, VideoViT
 from world_model.feature_cache import CachedFeatureClips, CacheMismatchError, FeatureCache, Preprocessing
-from world_model.models import JEPAWorldModel, LeWMEncoder, LeWorldModel, WorldModel
+from world_model.models import JEPAWorldModel, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
 from world_model.schedules import warmup_constant_decay
 from world_model.sigreg import sigreg
 from world_model.train_utils import ResumableSampler, param_groups, restore_rng, rng_state
-
-
-def build_model(config: dict[str, Any]) -> WorldModel:
-    """A world model from the plain `config.json` dict of a checkpoint (no hydra needed)."""
-    family = config["family"]
-    predictor_cfg = ACPredictorConfig(**config["predictor"])
-    if family == "vjepa_ac":
-        encoder = VideoViT(EncoderConfig(**config["encoder_config"]))
-        return JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"], config["pool"])
-    if family == "lewm":
-        encoder = LeWMEncoder(**config["encoder"])
-        return LeWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"])
-    raise ValueError(f"model family must be 'vjepa_ac' or 'lewm', got {family!r}")
-
-
-def load_world_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:
-    """(model, config) from a checkpoint folder written by this script."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
-    model = build_model(config)
-    load_state_strict(model, load_file(folder / "model.safetensors"), str(folder))
-    return model.to(device).eval(), config
 
 
 def _setup_distributed() -> tuple[int, int, torch.device | None]:

@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import imageio.v2 as imageio
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import envs  # noqa: F401
+from datasets.cli import CONFIG_DIR
+from datasets.collect import CollectConfig, collect
+from planners.mpc import MPCConfig, MPCPlanner, franka_delta_pose_adapter, run_episode
+from planners.solvers import Bounds, make_solver
+from world_model.models import load_world_model
+from world_model.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_lewm(tmp_path_factory):
+    base = tmp_path_factory.mktemp("lewm")
+    collect(CollectConfig(out=str(base / "data"), num_episodes=6, max_steps=20, workers=1,
+                          env_kwargs={"image_size": 32}), progress=False)
+    overrides = ["model=lewm", f"data.root={base / 'data'}", "data.image_size=32", f"out={base / 'run'}",
+                 "optim.steps=6", "optim.batch_size=8", "progress=false", "model.encoder.img_size=32",
+                 "model.encoder.depth=2", "model.encoder.width=48", "model.encoder.num_heads=4",
+                 "model.encoder.embed_dim=32", "model.encoder.projector_hidden=64", "model.predictor.width=48",
+                 "model.predictor.depth=2", "model.predictor.num_heads=4", "model.sigreg_projections=64"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        train(compose("train", overrides=overrides))
+    return base / "run" / "checkpoints" / "last"
+
+
+def test_mpc_uses_the_history_and_stays_in_bounds(tiny_lewm):
+    model, _ = load_world_model(tiny_lewm)
+    env = gym.make("FrankaReach-v0", image_size=32)
+    try:
+        bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
+        planner = MPCPlanner(model, make_solver("cem", samples=32, elites=4, iterations=2), bounds,
+                             MPCConfig(horizon=3, execute=1))
+        result = run_episode(env, planner, max_steps=5, seed=0, to_env_action=franka_delta_pose_adapter)
+        assert result.steps == 5 or result.success
+        assert len(planner.latents) == model.history  # the context holds the model's full history
+        assert len(planner.executed) == model.history
+        assert all(torch.all(a[3:] == 0) and torch.all(a[:3].abs() <= 0.075) for a in planner.executed)
+        assert planner.plan.shape == (3, 7)
+        assert len(result.frames) == result.steps + 1 and result.goal_image.shape == (32, 32, 3)
+    finally:
+        env.close()
+
+
+def test_cem_goal_cli_prints_episodes_summary_and_json_and_writes_videos(tiny_lewm, tmp_path):
+    cmd = [sys.executable, str(ROOT / "planners" / "cem_goal.py"), f"checkpoint={tiny_lewm}", "episodes=2",
+           "max_steps=3", "solver.samples=16", "solver.elites=4", "solver.iterations=2", f"video_dir={tmp_path}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("episode 0: ") and lines[1].startswith("episode 1: ")
+    summary = json.loads(lines[-1])
+    assert {"success_rate", "mean_final_distance", "mean_plan_seconds_per_step"} <= set(summary)
+    assert 0.0 <= summary["success_rate"] <= 1.0 and summary["episodes"] == 2
+    video = imageio.mimread(tmp_path / "episode_000.mp4")
+    assert video[0].shape == (128, 256, 3)  # observed | goal, 4x upscaled
+    missing = subprocess.run([sys.executable, str(ROOT / "planners" / "cem_goal.py"), f"checkpoint={tmp_path / 'none'}"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "no world-model checkpoint" in missing.stderr
+    assert len(video) >= 2

@@ -43,3 +43,13 @@ def test_bench_train_prints_one_json_line():
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for family in ("vjepa_ac", "vjepa_ac_cached", "lewm"):
         assert figures[f"train_steps_per_s_{family}"] > 0
+
+
+def test_bench_planner_prints_one_json_line():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "samples=8", "elites=2", "iterations=1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["plan_seconds_lewm"] > 0 and figures["rollout_samples_per_s_vjepa_ac"] > 0

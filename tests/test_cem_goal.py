@@ -69,3 +69,16 @@ def test_cem_goal_cli_prints_episodes_summary_and_json_and_writes_videos(tiny_le
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "no world-model checkpoint" in missing.stderr
     assert len(video) >= 2
+
+
+def test_evaluate_reports_mean_and_stderr_over_seeds(tiny_lewm):
+    cmd = [sys.executable, str(ROOT / "planners" / "evaluate.py"), f"checkpoint={tiny_lewm}", "seeds=[0,1]",
+           "episodes=2", "max_steps=2", "solver.samples=8", "solver.elites=2", "solver.iterations=1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["seeds"] == [0, 1] and len(summary["per_seed"]) == 2
+    rates = [r["success_rate"] for r in summary["per_seed"]]
+    assert summary["success_rate"] == pytest.approx(sum(rates) / 2)
+    assert summary["success_rate_stderr"] == pytest.approx(abs(rates[0] - rates[1]) / 2)
+    assert summary["goal_source"] == "env"

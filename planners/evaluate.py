@@ -1,0 +1,43 @@
+"""Evaluate goal reaching over several seeds: `python planners/evaluate.py checkpoint=PATH seeds=[0,1,2]`.
+
+Goals come from the env's own goal sampler (fresh seeds, never training episodes). Prints one JSON
+line with per-seed results and mean ± standard error (over seeds) of the success rate and the final
+distance. Uses the same configuration as `planners/cem_goal.py` (solver, MPC, env, step budget).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from planners.cem_goal import evaluate
+
+
+def mean_stderr(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else 0.0
+
+
+def main(cfg: Any) -> None:
+    per_seed = []
+    for seed in cfg.seeds:
+        run = OmegaConf.merge(cfg, {"seed": int(seed), "video_dir": None})
+        per_seed.append(evaluate(run))
+    success, success_se = mean_stderr([r["success_rate"] for r in per_seed])
+    distance, distance_se = mean_stderr([r["mean_final_distance"] for r in per_seed])
+    print(json.dumps({
+        "success_rate": success, "success_rate_stderr": success_se,
+        "mean_final_distance": distance, "mean_final_distance_stderr": distance_se,
+        "mean_plan_seconds_per_step": float(np.mean([r["mean_plan_seconds_per_step"] for r in per_seed])),
+        "seeds": list(cfg.seeds), "episodes_per_seed": cfg.episodes, "max_steps": cfg.max_steps,
+        "env_id": cfg.env_id, "solver": cfg.solver.name, "goal_source": "env", "per_seed": per_seed,
+    }))
+
+
+if __name__ == "__main__":
+    from datasets.cli import run
+
+    run(main, "evaluate")

@@ -32,12 +32,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.clips import ClipDataset
-from world_model.checkpoints import load_state_strict, save_checkpoint
+from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
 from world_model.masks import MaskSpec, batch_masks
 from world_model.schedules import cosine_increase, linear, warmup_cosine
-from world_model.train_utils import ResumableSampler, param_groups, restore_rng, rng_state
+from world_model.train_utils import ResumableSampler, param_groups, resume, rng_state
 
 
 @dataclass
@@ -137,15 +137,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     )
     model = VJEPA(cfg.encoder, cfg.predictor).to(device)
     optimizer = torch.optim.AdamW(param_groups(model), lr=o.lr, weight_decay=o.weight_decay)
-    step, history = 0, []
-    if cfg.resume and last.exists():
-        from safetensors.torch import load_file
-
-        load_state_strict(model, load_file(last / "model.safetensors", device=str(device)), str(last))
-        state = torch.load(last / "training_state.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        restore_rng(rng, state["rng"])
+    step, history = resume(last, model, optimizer, rng, device) if cfg.resume and last.exists() else (0, [])
     # the loader draws its worker seeds from its own generator, so building it never shifts the global RNG
     loader = DataLoader(dataset, batch_size=o.batch_size, sampler=ResumableSampler(len(dataset), cfg.seed, step * o.batch_size),
                         num_workers=cfg.data.workers, drop_last=True, persistent_workers=cfg.data.workers > 0,

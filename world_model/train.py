@@ -31,12 +31,12 @@ from tqdm import tqdm
 
 from datasets.clips import ClipDataset
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
-from world_model.checkpoints import load_encoder, load_state_strict, save_checkpoint
+from world_model.checkpoints import load_encoder, save_checkpoint
 from world_model.feature_cache import CachedFeatureClips, CacheMismatchError, FeatureCache, Preprocessing
 from world_model.models import JEPAWorldModel, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
 from world_model.schedules import warmup_constant_decay
 from world_model.sigreg import sigreg
-from world_model.train_utils import ResumableSampler, param_groups, restore_rng, rng_state
+from world_model.train_utils import ResumableSampler, param_groups, resume, rng_state
 
 
 def _setup_distributed() -> tuple[int, int, torch.device | None]:
@@ -165,15 +165,7 @@ def train(cfg: Any) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(param_groups(trainable), lr=o.lr, weight_decay=o.weight_decay)
     out = Path(cfg.out)
     last = out / "checkpoints" / "last"
-    step, history = 0, []
-    if cfg.resume and last.exists():
-        from safetensors.torch import load_file
-
-        load_state_strict(model, load_file(last / "model.safetensors", device=str(device)), str(last))
-        state = torch.load(last / "training_state.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        restore_rng(rng, state["rng"])
+    step, history = resume(last, model, optimizer, rng, device) if cfg.resume and last.exists() else (0, [])
     sampler = ResumableSampler(len(train_set), cfg.seed, step * o.batch_size * world, rank, world)
     loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.workers,
                         drop_last=True, generator=torch.Generator().manual_seed(cfg.seed + step))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,3 +53,17 @@ def restore_rng(rng: np.random.Generator, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+           device: torch.device) -> tuple[int, list[float]]:
+    """Load weights, optimizer and RNG states from a checkpoint folder; returns (step, loss history)."""
+    from safetensors.torch import load_file
+
+    from world_model.checkpoints import load_state_strict
+
+    load_state_strict(model, load_file(folder / "model.safetensors", device=str(device)), str(folder))
+    state = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    restore_rng(rng, state["rng"])
+    return state["step"], state["history"]

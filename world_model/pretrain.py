@@ -37,7 +37,7 @@ from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
 from world_model.masks import MaskSpec, batch_masks
 from world_model.schedules import cosine_increase, linear, warmup_cosine
-from world_model.train_utils import ResumableSampler, param_groups, resume, rng_state
+from world_model.train_utils import ResumableSampler, optimizer_step, param_groups, resume, rng_state
 
 
 @dataclass
@@ -173,14 +173,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         masks = [tuple(t.to(device) for t in batch_masks(video.shape[0], grid, spec, rng)) for spec in cfg.masks]
         with autocast:
             loss, target = model.loss(video, masks)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; the last good checkpoint "
-                                     f"({last}) is untouched")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if o.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        optimizer.step()
+        optimizer_step(loss, optimizer, model.parameters(), o.grad_clip, step, last)
         model.update_target(linear(step, o.steps, o.ema[0], o.ema[1], o.stretch))
         step += 1
         clips += video.shape[0]

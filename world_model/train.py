@@ -36,7 +36,7 @@ from world_model.feature_cache import CachedFeatureClips, CacheMismatchError, Fe
 from world_model.models import JEPAWorldModel, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
 from world_model.schedules import warmup_constant_decay
 from world_model.sigreg import sigreg
-from world_model.train_utils import ResumableSampler, param_groups, resume, rng_state
+from world_model.train_utils import ResumableSampler, optimizer_step, param_groups, resume, rng_state
 
 
 def _setup_distributed() -> tuple[int, int, torch.device | None]:
@@ -208,14 +208,7 @@ def train(cfg: Any) -> dict[str, Any]:
             group["lr"] = lr
         with autocast:
             loss, parts = step_fn(batch, step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; the last good checkpoint "
-                                     f"({last}) is untouched")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if o.grad_clip:
-            torch.nn.utils.clip_grad_norm_(trainable.parameters(), o.grad_clip)
-        optimizer.step()
+        optimizer_step(loss, optimizer, trainable.parameters(), o.grad_clip, step, last)
         step += 1
         clips += o.batch_size * world
         history.append(loss.item())

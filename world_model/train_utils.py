@@ -67,3 +67,16 @@ def resume(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, rng
     optimizer.load_state_dict(state["optimizer"])
     restore_rng(rng, state["rng"])
     return state["step"], state["history"]
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params, grad_clip: float | None, step: int,
+                   checkpoint: Path) -> None:
+    """Backward and update; a non-finite loss stops the run naming the step (the last checkpoint stays intact)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; the last good checkpoint "
+                                 f"({checkpoint}) is untouched")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()

@@ -37,7 +37,14 @@ from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
 from world_model.masks import MaskSpec, batch_masks
 from world_model.schedules import cosine_increase, linear, warmup_cosine
-from world_model.train_utils import ResumableSampler, optimizer_step, param_groups, resume, rng_state
+from world_model.train_utils import (
+    ResumableSampler,
+    loss_summary,
+    optimizer_step,
+    param_groups,
+    resume,
+    rng_state,
+)
 
 
 @dataclass
@@ -195,8 +202,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     bar.close()
     if writer:
         writer.close()
-    first, final = history[: max(len(history) // 10, 1)], history[-max(len(history) // 10, 1):]
-    return {"steps": step, "loss_start": float(np.mean(first)), "loss_end": float(np.mean(final)),
+    return {"steps": step, **loss_summary(history),
             "target_feature_std": target_std, "checkpoint": str(last), "history": history,
             "clips_per_s": clips / max(time.perf_counter() - start_time, 1e-9)}
 

@@ -36,7 +36,14 @@ from world_model.feature_cache import CachedFeatureClips, CacheMismatchError, Fe
 from world_model.models import JEPAWorldModel, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
 from world_model.schedules import warmup_constant_decay
 from world_model.sigreg import sigreg
-from world_model.train_utils import ResumableSampler, optimizer_step, param_groups, resume, rng_state
+from world_model.train_utils import (
+    ResumableSampler,
+    loss_summary,
+    optimizer_step,
+    param_groups,
+    resume,
+    rng_state,
+)
 
 
 def _setup_distributed() -> tuple[int, int, torch.device | None]:
@@ -233,8 +240,7 @@ def train(cfg: Any) -> dict[str, Any]:
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    tenth = max(len(history) // 10, 1)
-    return {"steps": step, "loss_start": float(np.mean(history[:tenth])), "loss_end": float(np.mean(history[-tenth:])),
+    return {"steps": step, **loss_summary(history),
             "val_loss": val_loss, "checkpoint": str(last), "history": history, "rank": rank, "world_size": world,
             "clips_per_s": clips / max(time.perf_counter() - start_time, 1e-9), "feature_cache": cache is not None}
 

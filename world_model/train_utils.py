@@ -80,3 +80,9 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params,
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
+
+
+def loss_summary(history: list[float]) -> dict[str, float]:
+    """Mean loss over the first and the last tenth of the steps (robust to single noisy steps)."""
+    tenth = max(len(history) // 10, 1)
+    return {"loss_start": float(np.mean(history[:tenth])), "loss_end": float(np.mean(history[-tenth:]))}

@@ -17,27 +17,9 @@ from typing import Any
 import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
-import torch
 
-from planners.mpc import MPCConfig, MPCPlanner, franka_delta_pose_adapter, run_episode
-from planners.solvers import Bounds, make_solver
-from world_model.models import load_world_model
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def model_bounds(config: dict[str, Any], env: gym.Env, fixed: dict[int, float]) -> Bounds:
-    """Action bounds in the model's action space: DROID's delta-pose limits, or the env's own box."""
-    if config.get("data", {}).get("action_mode", "delta_pose") == "delta_pose":
-        bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed=fixed)
-    else:
-        space = env.action_space
-        bounds = Bounds(torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32),
-                        fixed)
-    bad = [d for d in fixed if not 0 <= d < len(bounds.low)]
-    if bad:
-        raise ValueError(f"fixed_dims {bad} outside the model's {len(bounds.low)}-D action space (pass fixed_dims={{}})")
-    return bounds
+from planners.factory import build_planner, load_model, pick_device
+from planners.mpc import franka_delta_pose_adapter, run_episode
 
 
 def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> list[np.ndarray]:
@@ -46,14 +28,8 @@ def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> 
 
 
 def evaluate(cfg: Any) -> dict[str, Any]:
-    checkpoint = Path(cfg.checkpoint)
-    if not checkpoint.is_absolute():
-        checkpoint = checkpoint if checkpoint.exists() else REPO / checkpoint
-    if not (checkpoint / "config.json").exists():
-        raise FileNotFoundError(f"no world-model checkpoint at {checkpoint}; train one with python world_model/train.py "
-                                f"or pass checkpoint=PATH")
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_world_model(checkpoint, device)
+    device = pick_device(cfg.device)
+    model, config, checkpoint = load_model(cfg.checkpoint, device)
     if cfg.env_module:
         importlib.import_module(cfg.env_module)
     kwargs = dict(cfg.env_kwargs or {})
@@ -63,10 +39,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     else:
         kwargs.setdefault("render_mode", "rgb_array")
     env = gym.make(cfg.env_id, **kwargs)
-    fixed = {int(k): float(v) for k, v in (cfg.fixed_dims or {}).items()}
-    solver_args = {k: v for k, v in dict(cfg.solver).items() if k != "name"}
-    solver = make_solver(cfg.solver.name, seed=cfg.seed, **solver_args)
-    planner = MPCPlanner(model, solver, model_bounds(config, env, fixed), MPCConfig(**dict(cfg.mpc)), device)
+    planner = build_planner(model, config, cfg, device, cfg.seed, env)
+    solver = planner.solver
     adapter = franka_delta_pose_adapter if ours and config.get("data", {}).get("action_mode") == "delta_pose" else None
     out = Path(cfg.video_dir) if cfg.video_dir else None
     if out:

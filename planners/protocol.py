@@ -1,0 +1,120 @@
+"""The planning server's wire format: openpi's websocket policy protocol, msgpack with numpy arrays.
+
+Wire compatibility with `openpi_client.WebsocketClientPolicy`:
+- on connect the server sends one binary message, the msgpack-encoded metadata dict;
+- each request is one binary message (an observation dict), each reply one binary message (a dict
+  holding `actions`); an error reply is a *text* message, which openpi's client raises as
+  `RuntimeError("Error in inference server: ...")`;
+- numpy arrays travel as `{b"__ndarray__": True, b"data": bytes, b"dtype": str, b"shape": tuple}`,
+  numpy scalars as `{b"__npgeneric__": True, b"data": item, b"dtype": str}` (no pickle, ever).
+
+Requests follow the DROID observation keys; the goal image arrives in `goal/exterior_image_1_left`
+and is kept per connection until replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from envs.robot import IMAGE_KEY
+from envs.safety import CARTESIAN_KEY, GRIPPER_KEY
+
+GOAL_KEY = "goal/exterior_image_1_left"
+RESET_KEY = "reset"  # optional: true starts a new episode (clears the observed history)
+OBSERVATION_KEYS = (IMAGE_KEY, CARTESIAN_KEY, GRIPPER_KEY)
+
+
+class RequestError(ValueError):
+    """A request the server cannot serve; its message goes back to the client verbatim."""
+
+
+def _pack_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray | np.generic) and obj.dtype.kind in ("V", "O", "c"):
+        raise TypeError(f"cannot send numpy dtype {obj.dtype} over the wire")
+    if isinstance(obj, np.ndarray):
+        return {b"__ndarray__": True, b"data": np.ascontiguousarray(obj).tobytes(), b"dtype": obj.dtype.str,
+                b"shape": obj.shape}
+    if isinstance(obj, np.generic):
+        return {b"__npgeneric__": True, b"data": obj.item(), b"dtype": obj.dtype.str}
+    return obj
+
+
+def _unpack_hook(obj: dict) -> Any:
+    for marker, data, dtype, shape in ((b"__ndarray__", b"data", b"dtype", b"shape"),
+                                       ("__ndarray__", "data", "dtype", "shape")):
+        if marker in obj:
+            dt = np.dtype(obj[dtype])
+            if dt.kind in ("V", "O"):
+                raise RequestError(f"numpy dtype {dt} is not accepted")
+            shape_ = tuple(int(s) for s in obj[shape])
+            if any(s < 0 for s in shape_) or int(np.prod(shape_, dtype=np.int64)) * dt.itemsize != len(obj[data]):
+                raise RequestError(f"array of shape {shape_} and dtype {dt} does not match its {len(obj[data])} bytes")
+            return np.ndarray(buffer=obj[data], dtype=dt, shape=shape_)
+    for marker, data, dtype in ((b"__npgeneric__", b"data", b"dtype"), ("__npgeneric__", "data", "dtype")):
+        if marker in obj:
+            return np.dtype(obj[dtype]).type(obj[data])
+    return obj
+
+
+def packb(obj: Any) -> bytes:
+    return msgpack.packb(obj, default=_pack_default)
+
+
+def unpackb(data: bytes) -> Any:
+    """Decode one message; anything undecodable raises `RequestError` naming what went wrong."""
+    try:
+        return msgpack.unpackb(data, object_hook=_unpack_hook, strict_map_key=False)
+    except RequestError:
+        raise
+    except Exception as err:  # msgpack raises several unrelated types on garbage
+        raise RequestError(f"request is not a msgpack message ({type(err).__name__}: {err})") from err
+
+
+@dataclass
+class Observation:
+    image: np.ndarray  # (H, W, 3) uint8
+    cartesian: np.ndarray  # (6,) float32
+    gripper: float
+
+
+def _key(request: dict, key: str) -> Any:
+    if key not in request:
+        raise RequestError(f"missing key {key!r} (request has {sorted(map(str, request))})")
+    return request[key]
+
+
+def check_image(value: Any, key: str, max_side: int) -> np.ndarray:
+    """A uint8 (H, W, 3) image no larger than `max_side` on either side."""
+    if not isinstance(value, np.ndarray):
+        raise RequestError(f"{key}: expected a uint8 numpy array (H, W, 3), got {type(value).__name__}")
+    if value.ndim != 3 or value.shape[2] != 3:
+        raise RequestError(f"{key}: expected shape (H, W, 3), got {value.shape}")
+    if value.dtype != np.uint8:
+        raise RequestError(f"{key}: expected dtype uint8, got {value.dtype}")
+    if max(value.shape[:2]) > max_side or min(value.shape[:2]) < 1:
+        raise RequestError(f"{key}: image {value.shape[0]}x{value.shape[1]} is outside 1..{max_side} pixels a side")
+    return value
+
+
+def check_vector(value: Any, key: str, size: int) -> np.ndarray:
+    """A finite float vector of `size` values (scalars accepted for size 1)."""
+    arr = np.asarray(value) if isinstance(value, np.ndarray | np.generic | float | int | list) else None
+    if arr is None or arr.dtype.kind not in "fiu":
+        raise RequestError(f"{key}: expected {size} numbers, got {type(value).__name__}")
+    if arr.size != size or arr.ndim > 1:
+        raise RequestError(f"{key}: expected shape ({size},), got {arr.shape}")
+    arr = arr.astype(np.float32).reshape(size)
+    if not np.isfinite(arr).all():
+        raise RequestError(f"{key}: non-finite values {arr.tolist()}")
+    return arr
+
+
+def parse_observation(request: dict, max_side: int) -> Observation:
+    image = check_image(_key(request, IMAGE_KEY), IMAGE_KEY, max_side)
+    cartesian = check_vector(_key(request, CARTESIAN_KEY), CARTESIAN_KEY, 6)
+    gripper = check_vector(_key(request, GRIPPER_KEY), GRIPPER_KEY, 1)
+    return Observation(image, cartesian, float(gripper[0]))

@@ -1,0 +1,209 @@
+"""Serve the goal-image planner over websockets: `python planners/serve.py checkpoint=PATH port=8000`.
+
+Wire-compatible with openpi's policy protocol (see `planners.protocol`): `openpi_client`'s
+`WebsocketClientPolicy` works unmodified. Each connection has its own planner state (goal image,
+observed history, warm start), so concurrent clients never see each other's goals. Requests are
+validated on the event loop; plans run one at a time on a worker thread, so the health endpoint
+(`GET /healthz`) and error replies stay responsive while a plan is running. A bad request gets a
+text reply naming the problem and the connection (and the server) keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from datasets.transforms import resize_uint8
+from planners.factory import build_planner, load_model, pick_device
+from planners.protocol import (
+    CARTESIAN_KEY,
+    GOAL_KEY,
+    GRIPPER_KEY,
+    IMAGE_KEY,
+    OBSERVATION_KEYS,
+    RESET_KEY,
+    Observation,
+    RequestError,
+    check_image,
+    packb,
+    parse_observation,
+    unpackb,
+)
+
+log = logging.getLogger("planners.serve")
+ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
+
+
+@dataclass
+class Request:
+    goal: np.ndarray | None
+    observation: Observation | None
+    reset: bool
+
+
+class Session:
+    """One connection's planner: its goal, its observed history, its warm start."""
+
+    def __init__(self, service: PlanningService, seed: int):
+        self.service, self.seed, self.plans = service, seed, 0
+        self.planner = build_planner(service.model, service.config, service.cfg, service.device, seed)
+        self.goal: np.ndarray | None = None
+
+    def parse(self, message: Any) -> Request:
+        """Validate a decoded request (cheap, on the event loop); raises `RequestError`."""
+        if not isinstance(message, dict):
+            raise RequestError(f"a request must be a dict of arrays, got {type(message).__name__}")
+        goal = check_image(message[GOAL_KEY], GOAL_KEY, self.service.max_image_side) if GOAL_KEY in message else None
+        has_obs = any(k in message for k in OBSERVATION_KEYS)
+        observation = parse_observation(message, self.service.max_image_side) if has_obs else None
+        if observation is not None and goal is None and self.goal is None:
+            raise RequestError(f"no goal image yet: send {GOAL_KEY!r} (uint8 H x W x 3) with the first observation")
+        if goal is None and observation is None and not message.get(RESET_KEY):
+            raise RequestError(f"empty request: send {list(OBSERVATION_KEYS)} and/or {GOAL_KEY!r}")
+        return Request(goal, observation, bool(message.get(RESET_KEY, False)))
+
+    def handle(self, request: Request) -> dict[str, Any]:
+        """Set the goal and/or plan (model work, on the planning thread)."""
+        reply: dict[str, Any] = {}
+        if request.goal is not None:
+            self.goal = self.service.resize(request.goal)
+            self.planner.reset(self.goal)
+            reply["goal_set"] = True
+        elif request.reset and self.goal is not None:
+            self.planner.reset(self.goal)
+        if request.observation is None:
+            return reply
+        obs = request.observation
+        state = np.concatenate([obs.cartesian, [obs.gripper]]).astype(np.float32)
+        self.planner.solver.reseed(self.seed * 1_000_003 + self.plans)  # deterministic per connection
+        self.plans += 1
+        start = time.perf_counter()
+        actions = self.planner.act(self.service.resize(obs.image), state).numpy().astype(np.float32)
+        reply["actions"] = to_robot_actions(actions, obs.gripper)
+        reply["plan_ms"] = (time.perf_counter() - start) * 1000
+        return reply
+
+
+def to_robot_actions(model_actions: np.ndarray, gripper: float) -> np.ndarray:
+    """Delta-pose plan (gripper as a change) -> robot actions (gripper as an absolute target in [0, 1])."""
+    out = model_actions.copy()
+    out[:, 6] = np.clip(gripper + np.cumsum(model_actions[:, 6]), 0.0, 1.0)
+    return out
+
+
+class PlanningService:
+    """The model, its settings and the metadata every client receives on connect."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.model, self.config, self.checkpoint = load_model(cfg.checkpoint, self.device)
+        if self.config.get("data", {}).get("action_mode", "delta_pose") != "delta_pose":
+            raise ValueError(f"{self.checkpoint}: the server speaks Cartesian delta-pose actions; this model was "
+                             f"trained on recorded env actions")
+        self.image_size = int(self.config.get("data", {}).get("image_size", 64))
+        self.max_image_side = int(cfg.max_image_side)
+        bounds = build_planner(self.model, self.config, cfg, self.device, 0).bounds
+        low, high = bounds.low.numpy().copy(), bounds.high.numpy().copy()
+        low[6], high[6] = 0.0, 1.0
+        self.metadata = {
+            "model": self.config["family"], "checkpoint": self.checkpoint.name, "protocol": "openpi-websocket-msgpack",
+            "control_hz": float(cfg.control_hz), "action_horizon": int(cfg.mpc.execute),
+            "planning_horizon": int(cfg.mpc.horizon), "image_size": self.image_size,
+            "action_space": {"type": "cartesian_delta", "dim": 7, "names": ACTION_NAMES, "low": low, "high": high,
+                             "frame": "base; rotation applied as R(delta) @ R", "gripper": "absolute target, 0 open .. 1 closed"},
+            "observation_keys": [IMAGE_KEY, CARTESIAN_KEY, GRIPPER_KEY], "goal_key": GOAL_KEY, "reset_key": RESET_KEY,
+            "max_image_side": self.max_image_side,
+        }
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        frames = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        return resize_uint8(frames, (self.image_size, self.image_size))[0].permute(1, 2, 0).numpy()
+
+
+class PlanningServer:
+    """The websocket server around a `PlanningService`; counts what it served."""
+
+    def __init__(self, service: PlanningService, host: str, port: int, max_message_bytes: int):
+        self.service, self.host, self.port, self.max_message_bytes = service, host, port, max_message_bytes
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
+        self.clients = self.requests = self.errors = 0
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self.clients += 1
+        session = Session(self.service, seed=int(self.service.cfg.seed))  # same requests, same replies
+        loop = asyncio.get_running_loop()
+        await ws.send(packb(self.service.metadata))
+        prev_total_ms = None
+        try:
+            async for message in ws:
+                start = time.perf_counter()
+                self.requests += 1
+                try:
+                    if isinstance(message, str):
+                        raise RequestError("expected a binary msgpack message, got a text message")
+                    request = session.parse(unpackb(message))
+                    reply = await loop.run_in_executor(self.executor, session.handle, request)
+                except RequestError as err:
+                    self.errors += 1
+                    await ws.send(f"bad request: {err}")
+                    continue
+                except Exception as err:  # a bug must not take the server down; the client hears about it
+                    self.errors += 1
+                    log.exception("planning failed")
+                    await ws.send(f"internal error: {type(err).__name__}: {err}")
+                    continue
+                server_ms = (time.perf_counter() - start) * 1000
+                reply["server_timing"] = {"infer_ms": reply.pop("plan_ms", 0.0), "server_ms": server_ms,
+                                          **({"prev_total_ms": prev_total_ms} if prev_total_ms is not None else {})}
+                await ws.send(packb(reply))
+                prev_total_ms = (time.perf_counter() - start) * 1000
+        except ConnectionClosed:
+            pass
+
+    @staticmethod
+    def _health(connection: ServerConnection, request: Any) -> Any:
+        if request.path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "OK\n")
+        return None
+
+    async def serve_forever(self, stop: asyncio.Future) -> None:
+        async with serve(self._handle, self.host, self.port, compression=None, max_size=self.max_message_bytes,
+                         process_request=self._health) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            print(f"serving {self.service.metadata['model']} ({self.service.checkpoint}) on ws://{self.host}:{port} "
+                  f"(health: http://{self.host}:{port}/healthz)", flush=True)
+            await stop
+        self.executor.shutdown(wait=True)
+
+
+def main(cfg: Any) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = PlanningServer(PlanningService(cfg), cfg.host, int(cfg.port), int(cfg.max_message_bytes))
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        await server.serve_forever(stop)
+
+    asyncio.run(run())
+    print(f"served {server.requests} requests ({server.errors} errors) from {server.clients} clients", flush=True)
+
+
+if __name__ == "__main__":
+    from datasets.cli import run
+
+    run(main, "serve")

@@ -1,0 +1,181 @@
+"""The planning server over real loopback sockets: protocol, concurrency, bad requests, health, openpi client."""
+
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+from planners.client import PlanningClient, ServerError
+from planners.protocol import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY, packb, unpackb
+from tests.helpers import tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_server(checkpoint: Path, *overrides: str) -> tuple[subprocess.Popen, int]:
+    """A real server subprocess on a free port; returns (process, port) once it prints its address."""
+    cmd = [sys.executable, str(ROOT / "planners" / "serve.py"), f"checkpoint={checkpoint}", "port=0",
+           "host=127.0.0.1", "device=cpu", "solver.samples=16", "solver.elites=4", "solver.iterations=2", *overrides]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if line.startswith("serving "):
+            port = int(line.split("ws://127.0.0.1:")[1].split()[0])
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep draining
+            return proc, port
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise RuntimeError(f"server did not start: {proc.stdout.read() if proc.stdout else ''}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+    proc, port = start_server(checkpoint, "mpc.horizon=3", "mpc.execute=2")
+    yield port
+    stop_server(proc)
+    assert proc.returncode == 0
+
+
+def observation(seed: int = 0, size: int = 48) -> dict:
+    rng = np.random.default_rng(seed)
+    return {IMAGE_KEY: rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+            CARTESIAN_KEY: np.array([0.5, 0.0, 0.3, 0.0, 0.0, 0.0]), GRIPPER_KEY: np.array([0.2])}
+
+
+def goal(seed: int = 100, size: int = 48) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_wire_format_round_trips_arrays_and_scalars():
+    message = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.float32(2.5), "c": [1, "x"],
+               "d": np.zeros((0, 7), np.uint8)}
+    out = unpackb(packb(message))
+    assert out["a"].dtype == np.float32 and np.array_equal(out["a"], message["a"])
+    assert out["b"] == 2.5 and isinstance(out["b"], np.float32) and out["c"] == [1, "x"] and out["d"].shape == (0, 7)
+
+
+def test_metadata_on_connect_and_action_chunks(server):
+    with PlanningClient(f"ws://127.0.0.1:{server}") as client:
+        meta = client.metadata
+        assert meta["action_horizon"] == 2 and meta["control_hz"] == 15.0 and meta["model"] == "lewm"
+        assert meta["action_space"]["dim"] == 7 and meta["goal_key"] == GOAL_KEY
+        reply = client.infer({**observation(), GOAL_KEY: goal()})
+        actions = reply["actions"]
+        assert actions.shape == (2, 7) and actions.dtype == np.float32
+        assert np.all(np.abs(actions[:, :3]) <= 0.075 + 1e-6) and np.all(actions[:, 3:6] == 0)
+        assert np.all((actions[:, 6] >= 0) & (actions[:, 6] <= 1))  # absolute gripper target
+        timing = reply["server_timing"]
+        assert 0 < timing["infer_ms"] <= timing["server_ms"]
+        second = client.infer(observation(1))
+        assert second["actions"].shape == (2, 7) and "prev_total_ms" in second["server_timing"]
+
+
+def test_goal_is_kept_until_replaced_and_goals_are_per_connection(server):
+    uri = f"ws://127.0.0.1:{server}"
+
+    def episode(client, goal_seed, results, key):
+        client.infer({GOAL_KEY: goal(goal_seed)})
+        results[key] = np.stack([client.infer(observation(7 + i))["actions"] for i in range(4)])
+
+    concurrent: dict = {}
+    with PlanningClient(uri) as a, PlanningClient(uri) as b:
+        threads = [threading.Thread(target=episode, args=(c, g, concurrent, g)) for c, g in ((a, 1), (b, 2))]
+        [t.start() for t in threads]
+        [t.join(timeout=120) for t in threads]
+    alone: dict = {}
+    for g in (1, 2):  # each goal again, in a fresh connection with no other client around
+        with PlanningClient(uri) as c:
+            episode(c, g, alone, g)
+    # a reply depends on its own connection's goal and history only, never on the other client's
+    assert np.array_equal(concurrent[1], alone[1]) and np.array_equal(concurrent[2], alone[2])
+    assert not np.array_equal(alone[1], alone[2])  # and the goal matters
+    with PlanningClient(uri) as c:
+        with pytest.raises(ServerError, match="no goal image yet"):
+            c.infer(observation())
+        c.infer({GOAL_KEY: goal(1)})
+        replaced = c.infer({GOAL_KEY: goal(2), **observation(7)})  # replacing the goal starts over with goal 2
+        assert replaced["goal_set"] and np.array_equal(replaced["actions"], alone[2][0])
+
+
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server):
+    cases = [
+        ({GOAL_KEY: goal(), CARTESIAN_KEY: np.zeros(6), GRIPPER_KEY: np.zeros(1)}, f"missing key '{IMAGE_KEY}'"),
+        ({GOAL_KEY: goal(), **observation(), CARTESIAN_KEY: np.zeros(5)}, "expected shape (6,)"),
+        ({GOAL_KEY: goal(), **observation(), IMAGE_KEY: np.zeros((48, 48, 3), np.float32)}, "expected dtype uint8"),
+        ({GOAL_KEY: goal(), **observation(), IMAGE_KEY: np.zeros((48, 48), np.uint8)}, "expected shape (H, W, 3)"),
+        ({GOAL_KEY: goal(), **observation(), CARTESIAN_KEY: np.array([np.nan, 0, 0, 0, 0, 0])}, "non-finite"),
+        ({GOAL_KEY: goal(), **observation(), GRIPPER_KEY: np.array([np.inf])}, "non-finite"),
+        ({GOAL_KEY: np.zeros((2000, 10, 3), np.uint8)}, "outside 1..1024 pixels"),
+        ({GOAL_KEY: goal(), **observation(), IMAGE_KEY: "not an image"}, "expected a uint8 numpy array"),
+        ([1, 2, 3], "must be a dict"),
+        ({}, "empty request"),
+    ]
+    with PlanningClient(f"ws://127.0.0.1:{server}") as client:
+        for request, expected in cases:
+            with pytest.raises(ServerError) as err:
+                client.infer(request)
+            assert expected in str(err.value), (expected, str(err.value))
+        garbage = client.send_raw(b"\xc1\xff\x00garbage")
+        assert isinstance(garbage, str) and "not a msgpack message" in garbage
+        lying = msgpack.packb({"x": {b"__ndarray__": True, b"data": b"abc", b"dtype": "<f4", b"shape": [10]}})
+        assert "does not match its 3 bytes" in client.send_raw(lying)
+        assert "binary msgpack" in client.send_raw("text frame")
+        # the same connection still plans
+        assert client.infer({**observation(), GOAL_KEY: goal()})["actions"].shape == (2, 7)
+    with PlanningClient(f"ws://127.0.0.1:{server}") as other:  # and new clients are served
+        assert other.infer({**observation(), GOAL_KEY: goal()})["actions"].shape == (2, 7)
+
+
+def test_health_endpoint_answers_while_a_plan_runs(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    proc, port = start_server(checkpoint, "solver.samples=4000", "solver.iterations=30", "mpc.horizon=5")
+    try:
+        with PlanningClient(f"ws://127.0.0.1:{port}", timeout=300) as client:
+            client.infer({GOAL_KEY: goal()})
+            done = threading.Event()
+            plan_s = {}
+
+            def slow_plan():
+                start = time.perf_counter()
+                client.infer(observation())
+                plan_s["s"] = time.perf_counter() - start
+                done.set()
+
+            threading.Thread(target=slow_plan, daemon=True).start()
+            time.sleep(0.3)
+            start = time.perf_counter()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+                assert response.status == 200 and response.read() == b"OK\n"
+            health_s = time.perf_counter() - start
+            assert not done.is_set(), "the plan finished before the health check; make it slower"
+            assert done.wait(300)
+            assert health_s < plan_s["s"] / 2
+    finally:
+        stop_server(proc)
+
+
+def test_openpi_client_works_unmodified(server):
+    policy_module = pytest.importorskip("openpi_client.websocket_client_policy")
+    policy = policy_module.WebsocketClientPolicy(host="127.0.0.1", port=server)
+    assert policy.get_server_metadata()["action_horizon"] == 2
+    actions = policy.infer({**observation(), GOAL_KEY: goal()})["actions"]
+    assert actions.shape == (2, 7)
+    with pytest.raises(RuntimeError, match="Error in inference server:\nbad request: .*non-finite"):
+        policy.infer({**observation(), CARTESIAN_KEY: np.full(6, np.nan)})
+    assert policy.infer(observation(3))["actions"].shape == (2, 7)  # same connection, goal kept

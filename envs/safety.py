@@ -69,7 +69,7 @@ class SafetyLayer:
         self._count("rotation", not np.array_equal(out[3:6], a[3:6]))
         position = np.asarray(observation[CARTESIAN_KEY], dtype=np.float64)[:3]
         target = np.clip(position + out[:3], lim.workspace_low, lim.workspace_high)
-        inside = target - position
+        inside = np.clip(target - position, -lim.max_translation, lim.max_translation)  # outside: back at step speed
         self._count("workspace", not np.allclose(inside, out[:3]))
         out[:3] = inside
         out[6] = np.clip(a[6], *lim.gripper)

@@ -14,9 +14,13 @@ import asyncio
 import http
 import logging
 import signal
+import subprocess
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,6 +190,30 @@ class PlanningServer:
                   f"(health: http://{self.host}:{port}/healthz)", flush=True)
             await stop
         self.executor.shutdown(wait=True)
+
+
+def spawn(checkpoint: str | Path, *overrides: str, timeout: float = 120.0) -> tuple[subprocess.Popen, int]:
+    """Start `serve.py` in a child process on a free loopback port; returns (process, port) once it listens.
+
+    Its output keeps being drained on a thread (so the pipe never fills); stop it with `terminate()`.
+    """
+    cmd = [sys.executable, str(Path(__file__).resolve()), f"checkpoint={checkpoint}", "port=0", "host=127.0.0.1",
+           *overrides]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("serving "):
+                port = int(line.split("ws://127.0.0.1:")[1].split()[0])
+                threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+                return proc, port
+    finally:
+        timer.cancel()
+    proc.kill()
+    raise RuntimeError("planning server did not start:\n" + "".join(lines[-30:]))
 
 
 def main(cfg: Any) -> None:

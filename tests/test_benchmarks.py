@@ -53,3 +53,22 @@ def test_bench_planner_prints_one_json_line():
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["plan_seconds_lewm"] > 0 and figures["rollout_samples_per_s_vjepa_ac"] > 0
+
+
+def test_bench_server_prints_one_json_line(tmp_path):
+    from tests.helpers import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_server.py"), f"checkpoint={checkpoint}", "requests=3",
+         "clients=[1,3]", 'server_overrides=["solver.samples=8","solver.elites=2","solver.iterations=1"]'],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    assert figures["requests_1"] == 3 and figures["requests_3"] == 9
+    for n in (1, 3):
+        assert 0 < figures[f"p50_ms_{n}"] <= figures[f"p95_ms_{n}"] <= figures[f"p99_ms_{n}"]
+        assert 0 < figures[f"transport_p50_ms_{n}"] < figures[f"p50_ms_{n}"]

@@ -1,7 +1,6 @@
 """The planning server over real loopback sockets: protocol, concurrency, bad requests, health, openpi client."""
 
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -13,26 +12,12 @@ import pytest
 
 from planners.client import PlanningClient, ServerError
 from planners.protocol import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY, packb, unpackb
+from planners.serve import spawn
 from tests.helpers import tiny_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_server(checkpoint: Path, *overrides: str) -> tuple[subprocess.Popen, int]:
-    """A real server subprocess on a free port; returns (process, port) once it prints its address."""
-    cmd = [sys.executable, str(ROOT / "planners" / "serve.py"), f"checkpoint={checkpoint}", "port=0",
-           "host=127.0.0.1", "device=cpu", "solver.samples=16", "solver.elites=4", "solver.iterations=2", *overrides]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        if line.startswith("serving "):
-            port = int(line.split("ws://127.0.0.1:")[1].split()[0])
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep draining
-            return proc, port
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise RuntimeError(f"server did not start: {proc.stdout.read() if proc.stdout else ''}")
+    return spawn(checkpoint, "device=cpu", "solver.samples=16", "solver.elites=4", "solver.iterations=2", *overrides)
 
 
 def stop_server(proc: subprocess.Popen) -> None:

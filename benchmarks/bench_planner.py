@@ -1,52 +1,108 @@
-"""Planner iteration throughput: CEM over LeWorldModel-sized (1 token) and V-JEPA-AC-sized (64 tokens) models.
+"""Planner throughput: `python benchmarks/bench_planner.py [checkpoint=PATH]`.
 
-Prints one JSON line: `plan_seconds_<model>` (one full CEM plan), `cem_iterations_per_s_<model>` and
-`rollout_samples_per_s_<model>` (candidate sequences rolled out per second), for randomly initialised models.
+Prints one JSON line:
+- `lewm_size_plan_s`: seconds per full CEM plan (300 samples x 30 iterations x horizon 5) with a
+  LeWorldModel-size predictor (6 AdaLN blocks, width 192, one token per frame, history 3), random weights;
+- `default_plan_s`: seconds per plan of the shipped default model with its default planner settings
+  (configs/cem_goal.yaml), from a real observation and goal of FrankaReach-v0;
+- `rollout_gflops`: floating-point throughput of the LeWM-size rollouts inside the CEM plan (FLOPs counted
+  by torch's FlopCounterMode over one CEM iteration's rollout, divided by its measured time);
+- `matmul_gflops`: this machine's float32 matmul throughput (2048 x 2048, same thread count) as the ceiling;
+- `rollout_fraction_of_matmul`: the ratio of the two.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
 from planners.costs import latent_cost
 from planners.solvers import Bounds, CEMSolver
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
-from world_model.encoder import EncoderConfig, VideoViT
-from world_model.models import JEPAWorldModel, LeWMEncoder, LeWorldModel
+from world_model.models import LeWMEncoder, LeWorldModel
 
 
-def _time_plan(model, tokens: int, dim: int, cfg, states: bool, horizon: int) -> dict[str, float]:
-    torch.manual_seed(cfg.seed)
-    z = torch.randn(model.history, tokens, dim)
-    cost = latent_cost(model, z, torch.randn(tokens, dim), context_actions=torch.zeros(model.history - 1, 7),
-                       states=torch.zeros(model.history, 7) if states else None)
-    solver = CEMSolver(samples=cfg.samples, elites=cfg.elites, iterations=cfg.iterations, seed=cfg.seed)
-    bounds = Bounds.droid(gripper=(-1.0, 1.0))
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _timed_plans(solver: CEMSolver, cost, horizon: int, bounds: Bounds, repeats: int) -> float:
     solver.solve(cost, horizon, bounds)  # warm-up
     start = time.perf_counter()
-    for _ in range(cfg.repeats):
+    for _ in range(repeats):
         solver.solve(cost, horizon, bounds)
-    seconds = (time.perf_counter() - start) / cfg.repeats
-    return {"plan_seconds": seconds, "cem_iterations_per_s": cfg.iterations / seconds,
-            "rollout_samples_per_s": cfg.iterations * cfg.samples / seconds}
+    return (time.perf_counter() - start) / repeats
 
 
-def main(cfg) -> None:
-    lewm = LeWorldModel(LeWMEncoder(), ACPredictor(192, ACPredictorConfig(width=192, depth=6, num_heads=6, state_dim=0)),
-                        history=3).eval()
-    jepa = JEPAWorldModel(VideoViT(EncoderConfig(size="tiny", img_size=64, patch_size=8)),
-                          ACPredictor(192, ACPredictorConfig(width=256, depth=6, num_heads=8)), history=3).eval()
-    figures = {}
-    runs = (("lewm", lewm, 1, 192, False, cfg.horizon_lewm), ("vjepa_ac", jepa, 64, 192, True, cfg.horizon_vjepa_ac))
-    for name, model, tokens, dim, states, horizon in runs:
-        for key, value in _time_plan(model, tokens, dim, cfg, states, horizon).items():
-            figures[f"{key}_{name}"] = round(value, 4)
-    print(json.dumps({**figures, "samples": cfg.samples, "iterations": cfg.iterations,
-                      "horizon_lewm": cfg.horizon_lewm, "horizon_vjepa_ac": cfg.horizon_vjepa_ac,
-                      "torch_threads": torch.get_num_threads()}))
+def lewm_size(cfg: Any) -> dict[str, float]:
+    torch.manual_seed(cfg.seed)
+    predictor = ACPredictor(192, ACPredictorConfig(width=192, depth=6, num_heads=6, state_dim=0))
+    with torch.no_grad():  # AdaLN-zero starts as the identity: give it action-dependent weights
+        for p in predictor.parameters():
+            if p.ndim > 1 and not p.any():
+                p.normal_(0, 0.02)
+    model = LeWorldModel(LeWMEncoder(depth=1), predictor, history=3).eval()
+    z = torch.randn(3, 1, 192)
+    cost = latent_cost(model, z, torch.randn(1, 192), context_actions=torch.zeros(2, 7))
+    bounds = Bounds.droid(gripper=(-1.0, 1.0))
+    c = cfg.lewm
+    solver = CEMSolver(samples=c.samples, elites=c.elites, iterations=c.iterations, seed=cfg.seed)
+    plan_s = _timed_plans(solver, cost, c.horizon, bounds, cfg.repeats)
+    actions = torch.zeros(c.samples, c.horizon, 7)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            cost(actions)
+        flops = counter.get_total_flops()
+        cost(actions)
+        start = time.perf_counter()
+        for _ in range(cfg.rollout_repeats):
+            cost(actions)
+        rollout_s = (time.perf_counter() - start) / cfg.rollout_repeats
+    return {"lewm_size_plan_s": plan_s, "rollout_gflops": flops / rollout_s / 1e9,
+            "rollout_gflop_per_iteration": flops / 1e9, "rollout_ms_per_iteration": rollout_s * 1000}
+
+
+def default_model(cfg: Any) -> dict[str, float]:
+    import gymnasium as gym
+
+    import envs  # noqa: F401 - registers the ids
+    from planners.factory import build_planner, load_model
+
+    planner_cfg = OmegaConf.load(cfg.planner_config)
+    model, config, checkpoint = load_model(cfg.checkpoint, "cpu")
+    planner = build_planner(model, config, planner_cfg, torch.device("cpu"), cfg.seed)
+    env = gym.make(planner_cfg.env_id, image_size=config.get("data", {}).get("image_size", 64))
+    try:
+        obs, info = env.reset(seed=cfg.seed)
+        planner.reset(info["goal_image"])
+        for _ in range(cfg.repeats + 1):  # the first call warms up; every call plans from the same frame
+            planner.act(obs["pixels"], obs["state"])
+    finally:
+        env.close()
+    seconds = planner.plan_seconds[1:]
+    return {"default_plan_s": sum(seconds) / len(seconds), "default_checkpoint": checkpoint.name,
+            "default_solver": f"{planner_cfg.solver.name} {planner_cfg.solver.samples}x{planner_cfg.solver.iterations}"
+                              f" horizon {planner_cfg.mpc.horizon}"}
+
+
+def main(cfg: Any) -> None:
+    figures: dict[str, Any] = {"matmul_gflops": matmul_gflops()}
+    figures.update(lewm_size(cfg))
+    figures["rollout_fraction_of_matmul"] = figures["rollout_gflops"] / figures["matmul_gflops"]
+    if cfg.checkpoint:
+        figures.update(default_model(cfg))
+    figures["torch_threads"] = torch.get_num_threads()
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
 
 
 if __name__ == "__main__":

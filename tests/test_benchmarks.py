@@ -45,14 +45,22 @@ def test_bench_train_prints_one_json_line():
         assert figures[f"train_steps_per_s_{family}"] > 0
 
 
-def test_bench_planner_prints_one_json_line():
+def test_bench_planner_prints_one_json_line(tmp_path):
+    from tests.helpers import tiny_checkpoint
+
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "samples=8", "elites=2", "iterations=1"],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "lewm.samples=16", "lewm.elites=4",
+         "lewm.iterations=2", "repeats=1", "rollout_repeats=1", f"checkpoint={tiny_checkpoint(tmp_path / 'tiny')}",
+         "planner_config=" + str(ROOT / "configs" / "cem_goal.yaml")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["plan_seconds_lewm"] > 0 and figures["rollout_samples_per_s_vjepa_ac"] > 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    for key in ("lewm_size_plan_s", "default_plan_s", "rollout_gflops", "matmul_gflops"):
+        assert figures[key] > 0, key
+    assert figures["rollout_gflop_per_iteration"] > 0
 
 
 def test_bench_server_prints_one_json_line(tmp_path):

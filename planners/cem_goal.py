@@ -18,8 +18,9 @@ import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 
+from envs.policies import make_policy
 from planners.factory import build_planner, load_model, pick_device
-from planners.mpc import franka_delta_pose_adapter, run_episode
+from planners.mpc import EpisodeResult, franka_delta_pose_adapter, run_episode, run_policy_episode
 
 
 def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> list[np.ndarray]:
@@ -28,28 +29,45 @@ def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> 
 
 
 def evaluate(cfg: Any) -> dict[str, Any]:
-    device = pick_device(cfg.device)
-    model, config, checkpoint = load_model(cfg.checkpoint, device)
+    """Run `cfg.episodes` episodes with the planner (or a baseline `agent`) and return the summary."""
     if cfg.env_module:
         importlib.import_module(cfg.env_module)
+    planner_agent = cfg.agent == "planner"
+    if cfg.agent not in ("planner", "random", "oracle"):
+        raise ValueError(f"agent must be planner, random or oracle, got {cfg.agent!r}")
+    device = pick_device(cfg.device)
+    model = config = checkpoint = None
+    if planner_agent:
+        model, config, checkpoint = load_model(cfg.checkpoint, device)
     kwargs = dict(cfg.env_kwargs or {})
     ours = str(gym.spec(cfg.env_id).entry_point).startswith("envs.")
     if ours:
-        kwargs.setdefault("image_size", config.get("data", {}).get("image_size", 64))
+        kwargs.setdefault("image_size", config.get("data", {}).get("image_size", 64) if config else 64)
     else:
         kwargs.setdefault("render_mode", "rgb_array")
     env = gym.make(cfg.env_id, **kwargs)
-    planner = build_planner(model, config, cfg, device, cfg.seed, env)
-    solver = planner.solver
-    adapter = franka_delta_pose_adapter if ours and config.get("data", {}).get("action_mode") == "delta_pose" else None
+    if planner_agent:
+        planner = build_planner(model, config, cfg, device, cfg.seed, env)
+        adapter = franka_delta_pose_adapter if ours and config.get("data", {}).get("action_mode") == "delta_pose" else None
+
+        def episode_fn(seed: int, record: bool) -> EpisodeResult:
+            planner.solver.reseed(seed)
+            return run_episode(env, planner, cfg.max_steps, seed=seed, to_env_action=adapter, record=record)
+    else:
+        if not ours:
+            raise ValueError(f"agent={cfg.agent} needs one of our Franka envs (it uses their scripted expert/noise)")
+        # random: DROID-scaled correlated noise; oracle: the scripted expert that knows the true goal position
+        policy = make_policy("random" if cfg.agent == "random" else "expert", expert_noise=0.0)
+
+        def episode_fn(seed: int, record: bool) -> EpisodeResult:
+            return run_policy_episode(env, policy, cfg.max_steps, seed=seed, record=record)
+
     out = Path(cfg.video_dir) if cfg.video_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = []
     for episode in range(cfg.episodes):
-        solver.reseed(cfg.seed * 1000 + episode)
-        result = run_episode(env, planner, cfg.max_steps, seed=cfg.seed * 1000 + episode, to_env_action=adapter,
-                             record=out is not None)
+        result = episode_fn(cfg.seed * 1000 + episode, out is not None)
         results.append(result)
         print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps, "
               f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step")
@@ -66,7 +84,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "success_stderr": float(successes.std(ddof=1) / np.sqrt(len(results))) if len(results) > 1 else 0.0,
         "mean_final_distance": float(distances.mean()),
         "mean_plan_seconds_per_step": float(np.mean([r.plan_seconds_per_step for r in results])),
-        "episodes": len(results), "env_id": cfg.env_id, "solver": cfg.solver.name, "checkpoint": str(checkpoint),
+        "episodes": len(results), "env_id": cfg.env_id, "agent": cfg.agent,
+        "solver": cfg.solver.name if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
         "max_steps": cfg.max_steps, "device": str(device),
     }
     print(f"{cfg.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "

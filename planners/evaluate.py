@@ -33,7 +33,7 @@ def main(cfg: Any) -> None:
         "mean_final_distance": distance, "mean_final_distance_stderr": distance_se,
         "mean_plan_seconds_per_step": float(np.mean([r["mean_plan_seconds_per_step"] for r in per_seed])),
         "seeds": list(cfg.seeds), "episodes_per_seed": cfg.episodes, "max_steps": cfg.max_steps,
-        "env_id": cfg.env_id, "solver": cfg.solver.name, "goal_source": "env", "per_seed": per_seed,
+        "env_id": cfg.env_id, "agent": cfg.agent, "checkpoint": per_seed[0]["checkpoint"], "solver": per_seed[0]["solver"], "goal_source": "env", "per_seed": per_seed,
     }))
 
 

@@ -128,6 +128,25 @@ def run_episode(env: Any, planner: MPCPlanner, max_steps: int, seed: int | None 
                          frames, goal)
 
 
+def run_policy_episode(env: Any, policy: Any, max_steps: int, seed: int | None = None,
+                       record: bool = True) -> EpisodeResult:
+    """A baseline episode with an `envs.policies` policy (random, scripted expert), scored like `run_episode`."""
+    obs, info = env.reset(seed=seed)
+    policy.reset(env.unwrapped, seed if seed is not None else 0)
+    goal = info.get("goal_image")
+    frames = [observe(env, obs)[0]] if record else []
+    success, distance, steps = bool(info.get("is_success", False)), float(info.get("distance", np.nan)), 0
+    while steps < max_steps and not success:
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+        steps += 1
+        success, distance = bool(info.get("is_success", False)), float(info.get("distance", np.nan))
+        if record:
+            frames.append(observe(env, obs)[0])
+        if terminated or truncated:
+            break
+    return EpisodeResult(success, distance, steps, 0.0, frames, goal)
+
+
 def franka_delta_pose_adapter(action: np.ndarray, obs: Any) -> np.ndarray:
     """Delta-pose model actions (dgripper) -> our Franka env's actions (absolute gripper target)."""
     out = np.asarray(action, dtype=np.float32).copy()

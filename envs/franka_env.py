@@ -99,6 +99,7 @@ class FrankaEnv(gym.Env):
         self._goal_image: np.ndarray | None = None
         self._goal_state: np.ndarray | None = None
         self._gripper_target = 0.0
+        self._goal_qpos: np.ndarray | None = None
 
     # -- task hooks --------------------------------------------------------------
     def _sample_task(self, rng: np.random.Generator) -> None:
@@ -149,8 +150,13 @@ class FrankaEnv(gym.Env):
     # -- gymnasium API ------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        options = dict(options or {})
         mujoco.mj_resetData(self.model, self.data)
         q = self._home + self.np_random.uniform(-0.15, 0.15, size=7)
+        if options.get("arm_qpos") is not None:  # start from a recorded configuration (dataset goals)
+            q = self._checked_qpos(options["arm_qpos"], "arm_qpos")
+        self._goal_qpos = None if options.get("goal_arm_qpos") is None else \
+            self._checked_qpos(options["goal_arm_qpos"], "goal_arm_qpos")
         q = np.clip(q, self._limits[:, 0] + _LIMIT_MARGIN, self._limits[:, 1] - _LIMIT_MARGIN)
         self.data.qpos[self._arm_qpos] = q
         self.data.qpos[self._finger_qpos] = FINGER_OPEN
@@ -162,6 +168,16 @@ class FrankaEnv(gym.Env):
         self._make_goal()
         obs = self._observation()
         return obs, self._info(goal=True)
+
+    def _checked_qpos(self, value: Any, name: str) -> np.ndarray:
+        q = np.asarray(value, dtype=np.float64)
+        if q.shape != (7,) or not np.isfinite(q).all():
+            raise ValueError(f"reset option {name} must be 7 finite joint positions, got {q.shape} {q.tolist()}")
+        return np.clip(q, self._limits[:, 0], self._limits[:, 1])
+
+    def _goal_from_configuration(self, data: mujoco.MjData) -> None:
+        """Set the task goal from a given goal configuration (`goal_arm_qpos`); tasks that can, override."""
+        raise NotImplementedError(f"{type(self).__name__} cannot take its goal from an arm configuration")
 
     def step(self, action):
         action = self._check_action(action)
@@ -222,8 +238,13 @@ class FrankaEnv(gym.Env):
         if self.model.nmocap:
             goal.mocap_pos[:] = self.data.mocap_pos
             goal.mocap_quat[:] = self.data.mocap_quat
-        self._goal_configuration(goal)
-        mujoco.mj_forward(self.model, goal)
+        if self._goal_qpos is None:
+            self._goal_configuration(goal)
+            mujoco.mj_forward(self.model, goal)
+        else:
+            goal.qpos[self._arm_qpos] = self._goal_qpos
+            mujoco.mj_forward(self.model, goal)
+            self._goal_from_configuration(goal)
         self._goal_image = self._render(goal, EXTERIOR_CAMERA, self.image_size)
         self._goal_state = self.state(goal)
 

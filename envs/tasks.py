@@ -36,6 +36,9 @@ class FrankaReachEnv(FrankaEnv):
         q = self.solve_ik(self.goal_pos, DOWN, self._home, GOAL_IK_ITERATIONS)
         data.qpos[self._arm_qpos] = q
 
+    def _goal_from_configuration(self, data: mujoco.MjData) -> None:
+        self.goal_pos = data.site_xpos[self._tcp].copy()
+
     def task_distance(self) -> float:
         return float(np.linalg.norm(self.data.site_xpos[self._tcp] - self.goal_pos))
 

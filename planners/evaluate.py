@@ -1,6 +1,8 @@
 """Evaluate goal reaching over several seeds: `python planners/evaluate.py checkpoint=PATH seeds=[0,1,2]`.
 
-Goals come from the env's own goal sampler (fresh seeds, never training episodes). Prints one JSON
+Goals come from the env's own goal sampler (fresh seeds, never training episodes) or, with
+`goals=dataset goal_data.root=DIR`, from held-out validation episodes (start at frame 0, goal image
+the recorded frame `goal_data.offset` steps later). Prints one JSON
 line with per-seed results and mean ± standard error (over seeds) of the success rate and the final
 distance. Uses the same configuration as `planners/cem_goal.py` (solver, MPC, env, step budget).
 """
@@ -33,7 +35,7 @@ def main(cfg: Any) -> None:
         "mean_final_distance": distance, "mean_final_distance_stderr": distance_se,
         "mean_plan_seconds_per_step": float(np.mean([r["mean_plan_seconds_per_step"] for r in per_seed])),
         "seeds": list(cfg.seeds), "episodes_per_seed": cfg.episodes, "max_steps": cfg.max_steps,
-        "env_id": cfg.env_id, "agent": cfg.agent, "checkpoint": per_seed[0]["checkpoint"], "solver": per_seed[0]["solver"], "goal_source": "env", "per_seed": per_seed,
+        "env_id": cfg.env_id, "agent": cfg.agent, "checkpoint": per_seed[0]["checkpoint"], "solver": per_seed[0]["solver"], "goal_source": per_seed[0]["goal_source"], "per_seed": per_seed,
     }))
 
 

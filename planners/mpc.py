@@ -98,10 +98,12 @@ def observe(env: Any, obs: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 def run_episode(env: Any, planner: MPCPlanner, max_steps: int, seed: int | None = None,
                 to_env_action: Callable[[np.ndarray, Any], np.ndarray] | None = None,
-                record: bool = True) -> EpisodeResult:
-    """One goal-reaching episode: reset, plan toward the env's goal image, stop on success or after max_steps."""
-    obs, info = env.reset(seed=seed)
-    goal = info.get("goal_image") if isinstance(info, dict) else None
+                record: bool = True, reset_options: dict[str, Any] | None = None,
+                goal_image: np.ndarray | None = None) -> EpisodeResult:
+    """One goal-reaching episode: reset, plan toward the goal image (the env's, unless `goal_image` is
+    given), stop on success or after max_steps."""
+    obs, info = env.reset(seed=seed, options=reset_options)
+    goal = goal_image if goal_image is not None else info.get("goal_image") if isinstance(info, dict) else None
     if goal is None:
         goal = env.unwrapped.goal_image()
     planner.reset(goal, info.get("goal_state"))
@@ -129,9 +131,9 @@ def run_episode(env: Any, planner: MPCPlanner, max_steps: int, seed: int | None 
 
 
 def run_policy_episode(env: Any, policy: Any, max_steps: int, seed: int | None = None,
-                       record: bool = True) -> EpisodeResult:
+                       record: bool = True, reset_options: dict[str, Any] | None = None) -> EpisodeResult:
     """A baseline episode with an `envs.policies` policy (random, scripted expert), scored like `run_episode`."""
-    obs, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed, options=reset_options)
     policy.reset(env.unwrapped, seed if seed is not None else 0)
     goal = info.get("goal_image")
     frames = [observe(env, obs)[0]] if record else []

@@ -10,6 +10,7 @@ import contextlib
 import time
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from planners.protocol import packb, unpackb
@@ -38,9 +39,12 @@ class PlanningClient:
 
     def infer(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send one request, return the reply; raises `ServerError` with the server's message on a refusal
-        and `TimeoutError` when no reply comes within `timeout` seconds."""
-        self._ws.send(packb(request))
-        reply = self._ws.recv(timeout=self.timeout)
+        `TimeoutError` when no reply comes within `timeout` seconds, `ConnectionError` when the server is gone."""
+        try:
+            self._ws.send(packb(request))
+            reply = self._ws.recv(timeout=self.timeout)
+        except ConnectionClosed as err:
+            raise ConnectionError(f"planning server at {self.uri} closed the connection: {err}") from err
         if isinstance(reply, str):
             raise ServerError(reply)
         return unpackb(reply)

@@ -164,3 +164,44 @@ def test_openpi_client_works_unmodified(server):
     with pytest.raises(RuntimeError, match="Error in inference server:\nbad request: .*non-finite"):
         policy.infer({**observation(), CARTESIAN_KEY: np.full(6, np.nan)})
     assert policy.infer(observation(3))["actions"].shape == (2, 7)  # same connection, goal kept
+
+
+def test_run_robot_records_a_droid_episode_through_the_server(server, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from datasets.cli import CONFIG_DIR
+    from datasets.validate import check_episode
+    from planners.run_robot import run
+
+    out = tmp_path / "episode.h5"
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose("run_robot", overrides=[f"server=ws://127.0.0.1:{server}", "max_steps=5", f"record={out}",
+                                              "env_kwargs={image_size: 32}", "control_hz=50"])
+    summary = run(cfg)
+    assert summary["steps"] == 5 and summary["stop_reason"] in ("max_steps", "success")
+    assert summary["recorded"] == str(out) and check_episode(out) == 5
+    import h5py
+
+    with h5py.File(out) as f:
+        assert f["observation/image/exterior_1_left"].shape == (5, 32, 32, 3)
+        assert f["action/cartesian_delta"].shape == (5, 6) and f.attrs["stop_reason"] == summary["stop_reason"]
+        assert np.all(np.abs(f["action/cartesian_delta"][:, :3]) <= 0.075 + 1e-6)
+
+
+def test_run_robot_stops_on_a_lost_server_and_keeps_what_it_recorded(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from datasets.cli import CONFIG_DIR
+    from planners.run_robot import run
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    proc, port = start_server(checkpoint)
+    out = tmp_path / "episode.h5"
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose("run_robot", overrides=[f"server=ws://127.0.0.1:{port}", "max_steps=200", f"record={out}",
+                                              "env_kwargs={image_size: 32}", "request_timeout_s=5"])
+    threading.Timer(3.0, proc.kill).start()  # the server dies mid-episode
+    summary = run(cfg)
+    proc.wait()
+    assert summary["steps"] < 200 and "Connection" in summary["stop_reason"]
+    assert out.exists() and not list(tmp_path.glob(".*.tmp"))

@@ -32,6 +32,14 @@ def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> 
     return [np.concatenate([up(f), up(goal)], axis=1) for f in frames]
 
 
+EVAL_SEED_BASE = 1_000_000_000  # data collection uses seed * 1_000_003 + i, far below this for seed < 999
+
+
+def evaluation_seed(seed: int, episode: int) -> int:
+    """Env seed of an evaluation episode: disjoint from every collection seed, so goals are never training goals."""
+    return EVAL_SEED_BASE + seed * 10_000 + episode
+
+
 @dataclass
 class DatasetGoal:
     """A goal from a held-out episode: start at its frame 0, reach the frame `offset` steps later."""
@@ -120,7 +128,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     results = []
     for episode in range(cfg.episodes):
-        result = episode_fn(episode, cfg.seed * 1000 + episode, out is not None)
+        result = episode_fn(episode, evaluation_seed(cfg.seed, episode), out is not None)
         results.append(result)
         print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps, "
               f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step")

@@ -62,12 +62,14 @@ class AdaLNBlock(nn.Module):
         nn.init.zeros_(self.adaLN_modulation[1].bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(cond).chunk(6, dim=-1)
-        b, n, c = x.shape
-        h = _modulate(self.norm1(x), shift1, scale1)
+        """x (B, T, N, C) tokens, cond (B, T, C) one conditioning vector per frame (modulation computed once per
+        frame and broadcast over its N tokens, not once per token)."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(cond)[:, :, None].chunk(6, dim=-1)
+        b, t, n, c = x.shape
+        h = _modulate(self.norm1(x), shift1, scale1).reshape(b, t * n, c)
         q, k, v = self.qkv(h).unflatten(-1, (3, self.num_heads, c // self.num_heads)).permute(2, 0, 3, 1, 4)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + gate1 * self.proj(attn.transpose(1, 2).reshape(b, n, c))
+        x = x + gate1 * self.proj(attn.transpose(1, 2).reshape(b, t, n, c))
         return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2))
 
 
@@ -114,8 +116,6 @@ class ACPredictor(nn.Module):
             if states is None:
                 raise ValueError(f"this predictor conditions on {self.config.state_dim}-D states; pass states")
             cond = cond + self.state_embed(states)
-        cond = cond[:, :, None].expand(b, t, n, -1).reshape(b, t * n, -1)
-        x = x.reshape(b, t * n, -1)
         mask = frame_causal_mask(t, n, z.device)
         for block in self.blocks:
             x = block(x, cond, mask)

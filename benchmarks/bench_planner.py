@@ -7,7 +7,7 @@ Prints one JSON line:
   (configs/cem_goal.yaml), from a real observation and goal of FrankaReach-v0;
 - `rollout_gflops`: floating-point throughput of the LeWM-size rollouts inside the CEM plan (FLOPs counted
   by torch's FlopCounterMode over one CEM iteration's rollout, divided by its measured time);
-- `matmul_gflops`: this machine's float32 matmul throughput (2048 x 2048, same thread count) as the ceiling;
+- `matmul_gflops`: this machine's float32 matmul throughput (`matmul_size` squared, 2048 by default, same thread count) as the ceiling;
 - `rollout_fraction_of_matmul`: the ratio of the two.
 """
 
@@ -96,7 +96,7 @@ def default_model(cfg: Any) -> dict[str, float]:
 
 
 def main(cfg: Any) -> None:
-    figures: dict[str, Any] = {"matmul_gflops": matmul_gflops()}
+    figures: dict[str, Any] = {"matmul_gflops": matmul_gflops(cfg.matmul_size)}
     figures.update(lewm_size(cfg))
     figures["rollout_fraction_of_matmul"] = figures["rollout_gflops"] / figures["matmul_gflops"]
     if cfg.checkpoint:

@@ -50,7 +50,7 @@ def test_bench_planner_prints_one_json_line(tmp_path):
 
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "lewm.samples=16", "lewm.elites=4",
-         "lewm.iterations=2", "repeats=1", "rollout_repeats=1", f"checkpoint={tiny_checkpoint(tmp_path / 'tiny')}",
+         "lewm.iterations=2", "repeats=1", "rollout_repeats=1", "matmul_size=256", f"checkpoint={tiny_checkpoint(tmp_path / 'tiny')}",
          "planner_config=" + str(ROOT / "configs" / "cem_goal.yaml")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )

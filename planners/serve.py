@@ -83,9 +83,11 @@ class Session:
         if request.goal is not None:
             self.goal = self.service.resize(request.goal)
             self.planner.reset(self.goal)
+            self.plans = 0  # an episode's replies do not depend on earlier episodes of the connection
             reply["goal_set"] = True
         elif request.reset and self.goal is not None:
             self.planner.reset(self.goal)
+            self.plans = 0
         if request.observation is None:
             return reply
         obs = request.observation

@@ -15,6 +15,8 @@ from planners.protocol import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY, p
 from planners.serve import spawn
 from tests.helpers import tiny_checkpoint
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def start_server(checkpoint: Path, *overrides: str) -> tuple[subprocess.Popen, int]:
     return spawn(checkpoint, "device=cpu", "solver.samples=16", "solver.elites=4", "solver.iterations=2", *overrides)
@@ -205,3 +207,27 @@ def test_run_robot_stops_on_a_lost_server_and_keeps_what_it_recorded(tmp_path):
     proc.wait()
     assert summary["steps"] < 200 and "Connection" in summary["stop_reason"]
     assert out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_sim_robot_reaches_goals_through_the_server_with_the_shipped_model(tmp_path):
+    """The shipped default model, served over loopback, drives the sim robot to held-out goals."""
+    from hydra import compose, initialize_config_dir
+
+    from datasets.cli import CONFIG_DIR
+    from planners.cem_goal import evaluation_seed
+    from planners.run_robot import run
+
+    proc, port = spawn(ROOT / "checkpoints" / "reach_default", "device=cpu")
+    try:
+        results = []
+        for episode in range(3):
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+                cfg = compose("run_robot", overrides=[f"server=ws://127.0.0.1:{port}", "max_steps=30",
+                                                      f"seed={evaluation_seed(0, episode)}", "record=null",
+                                                      "control_hz=1000"])
+            results.append(run(cfg))
+    finally:
+        stop_server(proc)
+    assert sum(r["success"] for r in results) >= 2, results
+    assert all(r["final_distance"] < 0.05 for r in results if r["success"])

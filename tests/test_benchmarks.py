@@ -46,7 +46,7 @@ def test_bench_train_prints_one_json_line():
 
 
 def test_bench_planner_prints_one_json_line(tmp_path):
-    from tests.helpers import tiny_checkpoint
+    from helpers import tiny_checkpoint
 
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "lewm.samples=16", "lewm.elites=4",
@@ -64,7 +64,7 @@ def test_bench_planner_prints_one_json_line(tmp_path):
 
 
 def test_bench_server_prints_one_json_line(tmp_path):
-    from tests.helpers import tiny_checkpoint
+    from helpers import tiny_checkpoint
 
     checkpoint = tiny_checkpoint(tmp_path / "tiny")
     result = subprocess.run(

@@ -9,11 +9,11 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
+from helpers import tiny_checkpoint
 
 from planners.client import PlanningClient, ServerError
 from planners.protocol import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY, packb, unpackb
 from planners.serve import spawn
-from tests.helpers import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

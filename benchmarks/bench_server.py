@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,6 @@ from planners.serve import spawn
 
 
 def _client_run(port: int, requests: int, image_size: int, seed: int, out: list[dict[str, float]]) -> None:
-    import time
-
     rng = np.random.default_rng(seed)
     with PlanningClient(f"ws://127.0.0.1:{port}", timeout=600) as client:
         client.infer({GOAL_KEY: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)})

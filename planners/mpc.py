@@ -149,9 +149,14 @@ def run_policy_episode(env: Any, policy: Any, max_steps: int, seed: int | None =
     return EpisodeResult(success, distance, steps, 0.0, frames, goal)
 
 
+def delta_gripper_to_target(model_actions: np.ndarray, gripper: float) -> np.ndarray:
+    """Delta-pose actions (H, 7) with the gripper as a change -> env/robot actions with an absolute gripper target."""
+    out = np.asarray(model_actions, dtype=np.float32).copy()
+    out[:, 6] = np.clip(gripper + np.cumsum(out[:, 6]), 0.0, 1.0)
+    return out
+
+
 def franka_delta_pose_adapter(action: np.ndarray, obs: Any) -> np.ndarray:
     """Delta-pose model actions (dgripper) -> our Franka env's actions (absolute gripper target)."""
-    out = np.asarray(action, dtype=np.float32).copy()
     current = float(obs["state"][6]) if isinstance(obs, dict) and "state" in obs else 0.0
-    out[6] = np.clip(current + out[6], 0.0, 1.0)
-    return out
+    return delta_gripper_to_target(np.asarray(action)[None], current)[0]

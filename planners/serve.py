@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from datasets.transforms import resize_uint8
 from planners.factory import build_planner, load_model, pick_device
+from planners.mpc import delta_gripper_to_target
 from planners.protocol import (
     CARTESIAN_KEY,
     GOAL_KEY,
@@ -96,16 +97,9 @@ class Session:
         self.plans += 1
         start = time.perf_counter()
         actions = self.planner.act(self.service.resize(obs.image), state).numpy().astype(np.float32)
-        reply["actions"] = to_robot_actions(actions, obs.gripper)
+        reply["actions"] = delta_gripper_to_target(actions, obs.gripper)
         reply["plan_ms"] = (time.perf_counter() - start) * 1000
         return reply
-
-
-def to_robot_actions(model_actions: np.ndarray, gripper: float) -> np.ndarray:
-    """Delta-pose plan (gripper as a change) -> robot actions (gripper as an absolute target in [0, 1])."""
-    out = model_actions.copy()
-    out[:, 6] = np.clip(gripper + np.cumsum(model_actions[:, 6]), 0.0, 1.0)
-    return out
 
 
 class PlanningService:

@@ -197,6 +197,23 @@ class ClipDataset(Dataset):
         width = sum(int(np.prod(self._loaded(0).actions[k].shape[1:])) for k in self.recorded_keys)
         return width * (self.episodes[0].frameskip if self.recorded_reduce == "stack" else 1)
 
+    def state_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and std of the states (T, 7) over every readable episode of the split."""
+        states = []
+        for e in range(len(self.episodes)):
+            if e in self._bad:
+                continue
+            try:
+                states.append(self._loaded(e).states)
+            except EpisodeError as err:
+                self._open.pop(e, None)
+                self._bad.add(e)
+                self._corrupt(err)
+        if not states:
+            raise RuntimeError(f"no readable episodes in {self.root} ({self.split}) to compute state statistics from")
+        stacked = np.concatenate(states)
+        return stacked.mean(0), stacked.std(0)
+
     # -- loading ---------------------------------------------------------------
     def _corrupt(self, err: EpisodeError) -> None:
         if self.strict:

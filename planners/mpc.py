@@ -27,6 +27,7 @@ class MPCConfig:
     metric: str = "l1"
     final_only: bool = True
     state_weight: float = 0.0
+    readout_weight: float = 0.0  # weight of the model's state-readout distance (metres) in the cost
 
 
 class MPCPlanner:
@@ -35,6 +36,9 @@ class MPCPlanner:
     def __init__(self, model: Any, solver: Solver, bounds: Bounds, config: MPCConfig, device: str | torch.device = "cpu"):
         if config.execute > config.horizon:
             raise ValueError(f"cannot execute {config.execute} actions of a {config.horizon}-step plan")
+        if config.readout_weight and getattr(model, "readout", None) is None:
+            raise ValueError("mpc.readout_weight > 0 needs a checkpoint with a state readout (trained with "
+                             "model.readout_weight > 0); pass mpc.readout_weight=0 for this one")
         self.model, self.solver, self.bounds, self.config = model, solver, bounds, config
         self.device = torch.device(device)
         self.reset(None)
@@ -66,7 +70,8 @@ class MPCPlanner:
         states = torch.stack(self.states).to(self.device) if self.states and self.model.uses_states else None
         cost = latent_cost(self.model, context, self.z_goal, self.config.metric, self.config.final_only,
                            None if past is None else past.to(self.device), states,
-                           None if self.goal_state is None else self.goal_state.to(self.device), self.config.state_weight)
+                           None if self.goal_state is None else self.goal_state.to(self.device), self.config.state_weight,
+                           getattr(self.model, "readout", None), self.config.readout_weight)
         init = None
         if self.plan is not None:  # warm start: the previous plan shifted by what was executed
             init = self.plan[self.config.execute:]

@@ -95,3 +95,50 @@ def test_two_process_torchrun_trains_and_writes_one_checkpoint(sim_data, tmp_pat
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last"]
     assert sorted(p.name for p in (tmp_path / "checkpoints" / "last").iterdir()) == [
         "config.json", "model.safetensors", "training_state.pt"]
+
+
+def _readout_rmse(model, root, split="val"):
+    from datasets.clips import ClipDataset
+
+    clips = ClipDataset(root, split=split, history=1, future=0, image_size=32)
+    frames = torch.stack([clips[i]["frames"] for i in range(len(clips))])
+    xyz = torch.stack([clips[i]["states"][:, :3] for i in range(len(clips))])
+    with torch.no_grad():
+        pred = model.readout(model.encode(frames))
+    mean = clips.state_statistics()[0][:3]
+    return float((pred - xyz).pow(2).sum(-1).mean().sqrt()), float((xyz - torch.from_numpy(mean)).pow(2).sum(-1).mean().sqrt())
+
+
+def test_lewm_state_readout_learns_the_position_and_ships_in_the_checkpoint(sim_data, tmp_path):
+    summary = train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=60) + [
+        "model.readout_weight=1.0", "optim.lr=2e-3", "optim.decay=10"]))
+    model, config = load_world_model(tmp_path / "checkpoints" / "last")
+    assert config["readout"] == {"dims": [0, 1, 2]}
+    from datasets.clips import ClipDataset
+
+    mean, std = ClipDataset(sim_data, split="train", history=1, future=0).state_statistics()
+    assert torch.allclose(model.readout.mean, torch.from_numpy(mean[:3]))
+    assert torch.allclose(model.readout.std, torch.from_numpy(std[:3]))
+    model.train()  # batch statistics: LeWM's BatchNorm running averages lag behind a run this short
+    rmse, baseline = _readout_rmse(model, sim_data, "train")
+    assert rmse < 0.6 * baseline, (rmse, baseline)
+    assert summary["loss_end"] < summary["loss_start"]
+
+
+def test_vjepa_state_readout_trains_with_the_predictor_and_leaves_the_encoder_frozen(sim_data, encoder_ckpt, tmp_path):
+    from world_model.train import _clips, _model_and_config, compute_loss
+
+    cfg = _cfg(TINY_AC + [f"model.encoder_checkpoint={encoder_ckpt}", "model.readout_weight=1.0"]
+               + _common(sim_data, tmp_path))
+    clips = _clips(cfg, "train", cfg.model.history + cfg.model.rollout_steps)
+    model, config = _model_and_config(cfg, clips.action_dim)
+    assert config["readout"] == {"dims": [0, 1, 2]}
+    batch = torch.utils.data.default_collate([clips[i] for i in range(4)])
+    loss, parts = compute_loss(model, batch, cfg, torch.device("cpu"), 0, distributed=False)
+    loss.backward()
+    assert parts["readout"] > 0 and model.readout.linear.weight.grad.abs().sum() > 0
+    assert model.predictor.output_proj.weight.grad is not None
+    assert all(p.grad is None for p in model.encoder.parameters())
+    save_checkpoint(tmp_path / "ckpt", model, config)
+    loaded, _ = load_world_model(tmp_path / "ckpt")
+    assert torch.equal(loaded.readout.linear.weight, model.readout.linear.weight)

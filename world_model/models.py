@@ -10,6 +10,10 @@ at the last frame, appends the prediction and repeats: one predictor call per st
 candidates together. States, when the model uses them, are carried forward by adding the action
 (exact for position and gripper; Euler-angle addition approximates the rotation composition for
 the small per-step rotations planners use).
+
+A model may carry a `StateReadout`: a linear map from a frame's latent to proprioceptive
+dimensions (the end-effector position by default), trained with the world model. Planners read
+predicted and goal latents through it (`mpc.readout_weight`), a cost in metres.
 """
 
 from __future__ import annotations
@@ -28,11 +32,46 @@ from world_model.checkpoints import load_state_strict
 from world_model.encoder import EncoderConfig, VideoViT, encode_frames, preprocess
 
 
+class StateReadout(nn.Module):
+    """Latent (..., N, D) -> state dimensions `dims` (..., len(dims)) in physical units, via the token mean.
+
+    Linear on purpose: trained jointly with an end-to-end encoder it makes the latent carry the
+    end-effector position linearly, which is what a distance-based planning cost needs.
+    """
+
+    def __init__(self, dim: int, dims: list[int]):
+        super().__init__()
+        self.dims = [int(d) for d in dims]
+        self.linear = nn.Linear(dim, len(self.dims))
+        self.register_buffer("mean", torch.zeros(len(self.dims)))
+        self.register_buffer("std", torch.ones(len(self.dims)))
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype).clamp_min(1e-6))
+
+    def normalised(self, z: torch.Tensor) -> torch.Tensor:
+        return self.linear(z.mean(dim=-2))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.normalised(z) * self.std + self.mean
+
+    def loss(self, z: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """MSE in normalised units between the readout of latents (..., N, D) and the states (..., S)."""
+        target = (states[..., self.dims] - self.mean) / self.std
+        return torch.nn.functional.mse_loss(self.normalised(z), target)
+
+
 class WorldModel(nn.Module):
     """Shared `predict` and `rollout`; subclasses define `encode`."""
 
     predictor: ACPredictor
     history: int
+    readout: StateReadout | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readout = None  # set by build_model when the checkpoint has one
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -130,13 +169,18 @@ def build_model(config: dict[str, Any]) -> WorldModel:
     """A world model from the plain `config.json` dict of a checkpoint (no hydra needed)."""
     family = config["family"]
     predictor_cfg = ACPredictorConfig(**config["predictor"])
+    model: WorldModel
     if family == "vjepa_ac":
         encoder = VideoViT(EncoderConfig(**config["encoder_config"]))
-        return JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"], config["pool"])
-    if family == "lewm":
+        model = JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"], config["pool"])
+    elif family == "lewm":
         encoder = LeWMEncoder(**config["encoder"])
-        return LeWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"])
-    raise ValueError(f"model family must be 'vjepa_ac' or 'lewm', got {family!r}")
+        model = LeWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"])
+    else:
+        raise ValueError(f"model family must be 'vjepa_ac' or 'lewm', got {family!r}")
+    if config.get("readout"):
+        model.readout = StateReadout(encoder.embed_dim, config["readout"]["dims"])
+    return model
 
 
 def load_world_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:

@@ -5,6 +5,9 @@
   first `history` frames, on layer-normed targets.
 - `model=lewm`: LeWorldModel, encoder and predictor trained end to end; loss = next-embedding MSE +
   lambda * SIGReg (no EMA, no stop-gradient).
+- either family, `model.readout_weight > 0`: a linear `StateReadout` (latent -> end-effector xyz by
+  default) trained on the encoded and the predicted latents, added to the loss with that weight; it
+  ships in the checkpoint and gives planners a cost in metres (`mpc.readout_weight`).
 
 AdamW with a warm-up-constant-decay schedule, gradient clipping, bf16 autocast on CUDA, validation loss on
 held-out episodes each epoch, progress bar, TensorBoard, atomic checkpoints (`resume=true` continues), and a
@@ -33,7 +36,13 @@ from datasets.clips import ClipDataset
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
 from world_model.checkpoints import load_encoder, save_checkpoint
 from world_model.feature_cache import CachedFeatureClips, CacheMismatchError, FeatureCache, Preprocessing
-from world_model.models import JEPAWorldModel, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
+from world_model.models import (  # noqa: F401 - re-exported
+    JEPAWorldModel,
+    StateReadout,
+    WorldModel,
+    build_model,
+    load_world_model,
+)
 from world_model.schedules import warmup_constant_decay
 from world_model.sigreg import sigreg
 from world_model.train_utils import (
@@ -72,6 +81,7 @@ def _clips(cfg: Any, split: str, frames: int, load_frames: bool = True) -> ClipD
 def _model_and_config(cfg: Any, action_dim: int) -> tuple[WorldModel, dict[str, Any]]:
     m = cfg.model
     predictor = {**dict(m.predictor), "action_dim": action_dim}
+    readout = {"dims": [int(d) for d in m.readout_dims]} if m.get("readout_weight", 0.0) > 0 else None
     if m.family == "vjepa_ac":
         encoder_path = Path(m.encoder_checkpoint)
         enc_config = json.loads((encoder_path / "config.json").read_text())["encoder"]
@@ -79,8 +89,13 @@ def _model_and_config(cfg: Any, action_dim: int) -> tuple[WorldModel, dict[str, 
                   "predictor": predictor, "history": m.history, "pool": m.pool}
         encoder = load_encoder(encoder_path)
         model = JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig(**predictor)), m.history, m.pool)
+        if readout:
+            config["readout"] = readout
+            model.readout = StateReadout(encoder.embed_dim, readout["dims"])
     else:
         config = {"family": "lewm", "encoder": dict(m.encoder), "predictor": predictor, "history": m.history}
+        if readout:
+            config["readout"] = readout
         model = build_model(config)
     d = cfg.data
     config["data"] = {"image_size": d.image_size, "camera": d.camera, "fps": d.fps, "frameskip": d.frameskip,
@@ -122,13 +137,20 @@ def compute_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: Any, de
             if s_ctx is not None:
                 s_ctx = torch.cat([s_ctx, states[:, h + k : h + k + 1]], dim=1)
         rollout = (torch.cat(outs, dim=1) - z[:, h : h + cfg.model.rollout_steps]).abs().mean()
-        return teacher + rollout, {"teacher_forcing": teacher.item(), "rollout": rollout.item()}
-    z = _latents(model, batch, device)  # (B, h + 1, 1, D), with gradients
-    pred = predictor(z[:, :-1], actions, None if states is None else states[:, :-1])
-    mse = F.mse_loss(pred, z[:, 1:])
-    reg = sigreg(z[:, :, 0], num_projections=cfg.model.sigreg_projections, seed=cfg.seed * 1_000_003 + step,
-                 distributed=distributed)
-    return mse + cfg.model.sigreg_lambda * reg, {"mse": mse.item(), "sigreg": reg.item()}
+        loss, parts = teacher + rollout, {"teacher_forcing": teacher.item(), "rollout": rollout.item()}
+    else:
+        z = _latents(model, batch, device)  # (B, h + 1, 1, D), with gradients
+        pred = predictor(z[:, :-1], actions, None if states is None else states[:, :-1])
+        mse = F.mse_loss(pred, z[:, 1:])
+        reg = sigreg(z[:, :, 0], num_projections=cfg.model.sigreg_projections, seed=cfg.seed * 1_000_003 + step,
+                     distributed=distributed)
+        loss, parts = mse + cfg.model.sigreg_lambda * reg, {"mse": mse.item(), "sigreg": reg.item()}
+    if model.readout is not None:  # position readout of the observed and of the predicted (teacher-forced) frames
+        all_states = batch["states"].to(device)
+        readout = model.readout.loss(z, all_states) + model.readout.loss(pred, all_states[:, 1 : 1 + pred.shape[1]])
+        loss = loss + cfg.model.readout_weight * readout
+        parts["readout"] = readout.item()
+    return loss, parts
 
 
 class TrainStep(torch.nn.Module):
@@ -164,8 +186,14 @@ def train(cfg: Any) -> dict[str, Any]:
     train_set = CachedFeatureClips(train_clips, cache) if cache else train_clips
     val_set = CachedFeatureClips(val_clips, cache) if cache else val_clips
     model, config = _model_and_config(cfg, train_clips.action_dim)
+    if model.readout is not None:  # normalise the readout's targets with the training split's statistics
+        mean, std = train_clips.state_statistics()
+        dims = model.readout.dims
+        model.readout.set_normalisation(torch.from_numpy(mean[dims]), torch.from_numpy(std[dims]))
     model.to(device)
-    trainable = model.predictor if m.family == "vjepa_ac" else model
+    trainable: torch.nn.Module = model
+    if m.family == "vjepa_ac":  # the frozen encoder never trains
+        trainable = torch.nn.ModuleList([model.predictor] + ([model.readout] if model.readout is not None else []))
     step_fn = TrainStep(model, cfg, device)
     if world > 1:  # the frozen encoder has no gradients, so DDP only synchronises what trains
         step_fn = DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)

@@ -89,3 +89,27 @@ def test_unknown_solver_and_bad_elites():
         make_solver("random-shooting")
     with pytest.raises(ValueError, match="elites"):
         make_solver("cem", samples=4, elites=8)
+
+
+def test_readout_term_adds_the_metric_distance_between_predicted_and_goal_readouts():
+    from planners.mpc import MPCConfig, MPCPlanner
+    from world_model.models import StateReadout
+
+    torch.manual_seed(2)
+    model = LinearToy(torch.eye(3))
+    readout = StateReadout(3, [0, 1])
+    with torch.no_grad():
+        readout.linear.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+        readout.linear.bias.zero_()
+    readout.set_normalisation(torch.tensor([0.5, -0.2]), torch.tensor([2.0, 0.5]))
+    z0, goal = torch.randn(1, 1, 3), torch.randn(1, 3)
+    actions = 0.05 * torch.randn(6, 2, 3)
+    plain = latent_cost(model, z0, goal)(actions)
+    with_readout = latent_cost(model, z0, goal, readout=readout, readout_weight=3.0)(actions)
+    reached = model.rollout(z0.expand(6, 1, 1, 3), actions)[:, -1]
+    metres = (readout(reached) - readout(goal)).norm(dim=-1)
+    torch.testing.assert_close(with_readout, plain + 3.0 * metres)
+    with pytest.raises(ValueError, match="state readout"):
+        latent_cost(model, z0, goal, readout=None, readout_weight=1.0)
+    with pytest.raises(ValueError, match="readout_weight"):
+        MPCPlanner(model, make_solver("cem"), Bounds.droid(), MPCConfig(readout_weight=1.0))

@@ -52,10 +52,22 @@ def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: gym.Env |
     return bounds
 
 
+#: `mpc.readout_weight: null` means this weight for checkpoints with a state readout, 0 for the others.
+DEFAULT_READOUT_WEIGHT = 5.0
+
+
+def mpc_config(model: WorldModel, mpc: Any) -> MPCConfig:
+    """MPCConfig from the `mpc` section; resolves `readout_weight: null` from whether the model has a readout."""
+    values = dict(mpc)
+    if values.get("readout_weight") is None:
+        values["readout_weight"] = DEFAULT_READOUT_WEIGHT if getattr(model, "readout", None) is not None else 0.0
+    return MPCConfig(**values)
+
+
 def build_planner(model: WorldModel, config: dict[str, Any], cfg: Any, device: torch.device, seed: int,
                   env: gym.Env | None = None) -> MPCPlanner:
     """An MPC planner from a cem_goal-style config (`solver`, `mpc`, `fixed_dims`)."""
     fixed = {int(k): float(v) for k, v in (cfg.fixed_dims or {}).items()}
     solver_args = {k: v for k, v in dict(cfg.solver).items() if k != "name"}
     solver = make_solver(cfg.solver.name, seed=seed, **solver_args)
-    return MPCPlanner(model, solver, model_bounds(config, fixed, env), MPCConfig(**dict(cfg.mpc)), device)
+    return MPCPlanner(model, solver, model_bounds(config, fixed, env), mpc_config(model, cfg.mpc), device)

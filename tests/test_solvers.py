@@ -113,3 +113,14 @@ def test_readout_term_adds_the_metric_distance_between_predicted_and_goal_readou
         latent_cost(model, z0, goal, readout=None, readout_weight=1.0)
     with pytest.raises(ValueError, match="readout_weight"):
         MPCPlanner(model, make_solver("cem"), Bounds.droid(), MPCConfig(readout_weight=1.0))
+
+
+def test_readout_weight_null_resolves_from_the_checkpoint():
+    from planners.factory import DEFAULT_READOUT_WEIGHT, mpc_config
+    from world_model.models import StateReadout
+
+    model = LinearToy(torch.eye(3))
+    assert mpc_config(model, {"horizon": 2, "readout_weight": None}).readout_weight == 0.0
+    model.readout = StateReadout(3, [0, 1, 2])
+    assert mpc_config(model, {"horizon": 2, "readout_weight": None}).readout_weight == DEFAULT_READOUT_WEIGHT
+    assert mpc_config(model, {"horizon": 2, "readout_weight": 0.0}).readout_weight == 0.0

@@ -61,6 +61,7 @@ def test_metadata_on_connect_and_action_chunks(server):
     with PlanningClient(f"ws://127.0.0.1:{server}") as client:
         meta = client.metadata
         assert meta["action_horizon"] == 2 and meta["control_hz"] == 15.0 and meta["model"] == "lewm"
+        assert meta["cost"] == {"metric": "l1", "readout_weight": 0.0}  # the tiny checkpoint has no state readout
         assert meta["action_space"]["dim"] == 7 and meta["goal_key"] == GOAL_KEY
         reply = client.infer({**observation(), GOAL_KEY: goal()})
         actions = reply["actions"]

@@ -114,8 +114,8 @@ class PlanningService:
                              f"trained on recorded env actions")
         self.image_size = int(self.config.get("data", {}).get("image_size", 64))
         self.max_image_side = int(cfg.max_image_side)
-        probe = build_planner(self.model, self.config, cfg, self.device, 0)
-        bounds = probe.bounds
+        reference = build_planner(self.model, self.config, cfg, self.device, 0)  # for its bounds and cost settings
+        bounds = reference.bounds
         low, high = bounds.low.numpy().copy(), bounds.high.numpy().copy()
         low[6], high[6] = 0.0, 1.0
         self.metadata = {
@@ -126,7 +126,7 @@ class PlanningService:
                              "frame": "base; rotation applied as R(delta) @ R", "gripper": "absolute target, 0 open .. 1 closed"},
             "observation_keys": [IMAGE_KEY, CARTESIAN_KEY, GRIPPER_KEY], "goal_key": GOAL_KEY, "reset_key": RESET_KEY,
             "max_image_side": self.max_image_side,
-            "cost": {"metric": probe.config.metric, "readout_weight": probe.config.readout_weight},
+            "cost": {"metric": reference.config.metric, "readout_weight": reference.config.readout_weight},
         }
 
     def resize(self, image: np.ndarray) -> np.ndarray:

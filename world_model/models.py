@@ -179,7 +179,7 @@ def build_model(config: dict[str, Any]) -> WorldModel:
     else:
         raise ValueError(f"model family must be 'vjepa_ac' or 'lewm', got {family!r}")
     if config.get("readout"):
-        model.readout = StateReadout(encoder.embed_dim, config["readout"]["dims"])
+        model.readout = StateReadout(model.encoder.embed_dim, config["readout"]["dims"])
     return model
 
 

@@ -89,14 +89,12 @@ def _model_and_config(cfg: Any, action_dim: int) -> tuple[WorldModel, dict[str, 
                   "predictor": predictor, "history": m.history, "pool": m.pool}
         encoder = load_encoder(encoder_path)
         model = JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig(**predictor)), m.history, m.pool)
-        if readout:
-            config["readout"] = readout
-            model.readout = StateReadout(encoder.embed_dim, readout["dims"])
     else:
         config = {"family": "lewm", "encoder": dict(m.encoder), "predictor": predictor, "history": m.history}
-        if readout:
-            config["readout"] = readout
         model = build_model(config)
+    if readout:
+        config["readout"] = readout
+        model.readout = StateReadout(model.encoder.embed_dim, readout["dims"])
     d = cfg.data
     config["data"] = {"image_size": d.image_size, "camera": d.camera, "fps": d.fps, "frameskip": d.frameskip,
                       "action_mode": d.action_mode, "recorded_actions": list(d.recorded_actions),

@@ -70,6 +70,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "bench_data")

@@ -21,7 +21,7 @@ def main(cfg) -> None:
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the ids)
-    from envs.franka_model import EXTERIOR_CAMERA
+    from common.droid import EXTERIOR_CAMERA
 
     figures: dict[str, float] = {}
     for env_id in cfg.env_ids:
@@ -50,6 +50,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "bench_env")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from common.device import pick_device
 from datasets.index import write_index
 from datasets.synthetic import make_synthetic_dataset
 from world_model.encoder import EncoderConfig
@@ -37,11 +38,11 @@ def main(cfg) -> None:
         "clips_per_s": round(summary["clips_per_s"], 1),
         "encoder_size": cfg.encoder_size, "batch_size": cfg.batch_size, "num_frames": cfg.num_frames,
         "image_size": cfg.image_size, "patch_size": cfg.patch_size, "steps": cfg.steps,
-        "device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads(),
+        "device": str(pick_device(None)), "torch_threads": torch.get_num_threads(),
     }))
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "bench_pretrain")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from common.droid import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY
 from planners.client import PlanningClient
-from planners.protocol import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY
 from planners.serve import spawn
 
 
@@ -69,6 +69,6 @@ def main(cfg: Any) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "bench_server")

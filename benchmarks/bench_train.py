@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from hydra import compose
 
+from common.device import pick_device
 from datasets.index import write_index
 from datasets.synthetic import make_synthetic_dataset
 from world_model.checkpoints import save_checkpoint
@@ -47,10 +47,10 @@ def main(cfg) -> None:
         figures["train_steps_per_s_lewm"], figures["clips_per_s_lewm"] = _run(lewm + common, cfg.steps)
     print(json.dumps({k: round(v, 3) for k, v in figures.items()} | {
         "batch_size": cfg.batch_size, "image_size": cfg.image_size, "steps": cfg.steps,
-        "device": "cuda" if torch.cuda.is_available() else "cpu"}))
+        "device": str(pick_device(None))}))
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "bench_train")

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.rotations import delta_pose_actions
 from datasets.index import load_index, split_episodes
 from datasets.reader import EpisodeReader
-from datasets.rotations import delta_pose_actions
 from datasets.schema import CARTESIAN, GRIPPER, EpisodeError, action_key, image_key
 from datasets.transforms import random_resized_crop, resize_uint8
 from datasets.validate import check_finite, check_structure, find_episodes

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from common.rotations import delta_pose_actions
 from datasets.reader import EpisodeReader
-from datasets.rotations import delta_pose_actions
 from datasets.schema import CARTESIAN, FORMAT_VERSION, GRIPPER, INDEX_NAME, EpisodeError
 from datasets.validate import check_episode, find_episodes
 
@@ -168,6 +168,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "index", positional=("dir",))

@@ -50,6 +50,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "preview", positional=("file", "out"))

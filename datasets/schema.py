@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
+
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 EPISODE_SUFFIX = ".h5"
@@ -20,8 +22,6 @@ JOINTS = "observation/robot_state/joint_positions"
 IMAGE_GROUP = "observation/image"
 ACTION_GROUP = "action"
 
-STATE_DIM = 7  # cartesian_position (6) + gripper_position (1)
-DELTA_POSE_DIM = 7  # dxyz (3) + relative rotation as xyz Euler (3) + dgripper (1)
 
 #: Fixed trailing shapes of the low-dimensional keys (after the time axis).
 LOWDIM_SHAPES: dict[str, tuple[int, ...]] = {CARTESIAN: (6,), GRIPPER: (), JOINTS: (7,)}
@@ -39,7 +39,7 @@ FILE_ATTRIBUTES = ("control_hz", "robot_type", "action_space", "cameras", "succe
 REQUIRED_ATTRIBUTES = ("control_hz",)
 
 
-class EpisodeError(Exception):
+class EpisodeError(UserError):
     """An episode file that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, reason: str):

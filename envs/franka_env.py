@@ -21,25 +21,30 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from envs.franka_model import (
-    ARM_JOINTS,
+from common.droid import (
+    ACTION_DIM,
     CONTROL_HZ,
     EXTERIOR_CAMERA,
+    GRIPPER_DIM,
+    MAX_DELTA_POS,
+    MAX_DELTA_ROT,
+    WRIST_CAMERA,
+)
+from common.rotations import apply_delta_pose, matrix_to_euler_xyz, rotation_vector
+from envs import franka_model
+from envs.franka_model import (
+    ARM_JOINTS,
     FINGER_JOINTS,
     FINGER_OPEN,
     HOME_QPOS,
     JOINT_LIMITS,
     SUBSTEPS,
     TCP_SITE,
-    WRIST_CAMERA,
     scene_xml,
 )
-from envs.rotations import euler_xyz_to_matrix, matrix_to_euler_xyz, rotation_vector
 
-MAX_DELTA_POS = 0.075  # m per step (DROID)
-MAX_DELTA_ROT = 0.15  # rad per step (DROID)
-WORKSPACE_LOW = np.array([0.25, -0.4, 0.015])
-WORKSPACE_HIGH = np.array([0.8, 0.4, 0.6])
+WORKSPACE_LOW = np.array(franka_model.WORKSPACE_LOW)
+WORKSPACE_HIGH = np.array(franka_model.WORKSPACE_HIGH)
 _LIMIT_MARGIN = 0.02  # rad kept clear of each joint limit by the IK
 
 
@@ -84,7 +89,7 @@ class FrankaEnv(gym.Env):
 
         high = np.array([MAX_DELTA_POS] * 3 + [MAX_DELTA_ROT] * 3 + [1.0], dtype=np.float32)
         low = -high
-        low[6] = 0.0
+        low[GRIPPER_DIM] = 0.0
         self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
         spaces = {
             "pixels": gym.spaces.Box(0, 255, (*self.image_size, 3), dtype=np.uint8),
@@ -182,11 +187,11 @@ class FrankaEnv(gym.Env):
     def step(self, action):
         action = self._check_action(action)
         pos, rot = self.tcp_pose()
-        target_pos = np.clip(pos + action[:3], WORKSPACE_LOW, WORKSPACE_HIGH)
-        target_rot = euler_xyz_to_matrix(action[3:6]) @ rot
+        target_pos, target_rot = apply_delta_pose(pos, rot, action)
+        target_pos = np.clip(target_pos, WORKSPACE_LOW, WORKSPACE_HIGH)
         q_now = self.data.qpos[self._arm_qpos]
         self.data.ctrl[: len(ARM_JOINTS)] = self.solve_ik(target_pos, target_rot, q_now, self.ik_iterations)
-        self._gripper_target = float(action[6])
+        self._gripper_target = float(action[GRIPPER_DIM])
         self.data.ctrl[len(ARM_JOINTS):] = FINGER_OPEN * (1.0 - self._gripper_target)
         mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
         obs = self._observation()
@@ -197,9 +202,10 @@ class FrankaEnv(gym.Env):
         try:
             action = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"action must be a numeric array of shape (7,), got {type(action).__name__}") from err
-        if action.shape != (7,):
-            raise ValueError(f"action must have shape (7,) = (dx, dy, dz, droll, dpitch, dyaw, gripper), got {action.shape}")
+            raise ValueError(f"action must be a numeric array of shape ({ACTION_DIM},), got {type(action).__name__}") from err
+        if action.shape != (ACTION_DIM,):
+            raise ValueError(f"action must have shape ({ACTION_DIM},) = (dx, dy, dz, droll, dpitch, dyaw, gripper), "
+                             f"got {action.shape}")
         if not np.isfinite(action).all():
             bad = np.flatnonzero(~np.isfinite(action)).tolist()
             raise ValueError(f"action has non-finite values (NaN/inf) at indices {bad}: {action.tolist()}")

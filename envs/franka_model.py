@@ -14,6 +14,8 @@ the +-pi wrap-around of roll (which makes state vectors jump).
 
 from __future__ import annotations
 
+from common.droid import CONTROL_HZ, EXTERIOR_CAMERA, WRIST_CAMERA
+
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 FINGER_JOINTS = ("finger_joint1", "finger_joint2")
 JOINT_LIMITS = (
@@ -22,10 +24,10 @@ JOINT_LIMITS = (
 )
 HOME_QPOS = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785398)
 FINGER_OPEN = 0.04
+#: The box the end effector is kept in (m, base frame): by the env's IK targets and the robots' safety layer.
+WORKSPACE_LOW = (0.25, -0.4, 0.015)
+WORKSPACE_HIGH = (0.8, 0.4, 0.6)
 TCP_SITE = "tcp"
-EXTERIOR_CAMERA = "exterior_1_left"
-WRIST_CAMERA = "wrist_left"
-CONTROL_HZ = 15.0
 SUBSTEPS = 16  # physics steps per control step: timestep = 1 / (15 * 16) s
 
 # DROID's left exterior camera sits to the robot's front-left, about a metre from the

@@ -17,11 +17,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.rotations import euler_xyz_to_matrix, matrix_to_euler_xyz
-from envs.safety import CARTESIAN_KEY, GRIPPER_KEY, TIMESTAMP_KEY, SafetyLayer, SafetyLimits, SafetyStop
-
-IMAGE_KEY = "observation/exterior_image_1_left"
-JOINTS_KEY = "observation/joint_position"
+from common.droid import CARTESIAN_KEY, GRIPPER_KEY, IMAGE_KEY, JOINTS_KEY, TIMESTAMP_KEY
+from common.rotations import apply_delta_pose, matrix_to_euler_xyz, matrix_to_quaternion, quaternion_to_matrix
+from envs.safety import SafetyLayer, SafetyLimits, SafetyStop
 
 
 class Robot:
@@ -113,31 +111,6 @@ class SimRobot(Robot):
         self.env.close()
 
 
-def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) unit quaternion -> rotation matrix."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quaternion(m: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> (x, y, z, w) unit quaternion with w >= 0 (Shepperd's method)."""
-    m = np.asarray(m, dtype=np.float64)
-    trace = np.trace(m)
-    if trace > 0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i], q[j], q[k] = s / 4, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
-    q = np.asarray(q)
-    return q if q[3] >= 0 else -q
-
-
 class FrankyRobot(Robot):
     """A real Franka through franky-control (imported only here; `pip install franky-control`).
 
@@ -182,9 +155,8 @@ class FrankyRobot(Robot):
 
     def _apply(self, action: np.ndarray) -> None:
         f = self.franky
-        position, rotation = self._pose()
-        target_rotation = euler_xyz_to_matrix(action[3:6]) @ rotation
-        target = f.Affine(position + action[:3], matrix_to_quaternion(target_rotation))
+        target_position, target_rotation = apply_delta_pose(*self._pose(), action)
+        target = f.Affine(target_position, matrix_to_quaternion(target_rotation))
         self.robot.move(f.CartesianMotion(target, f.ReferenceType.Absolute), asynchronous=True)
         if self._gripper_target is None or abs(float(action[6]) - self._gripper_target) > self.gripper_deadband:
             self._gripper_target = float(action[6])

@@ -15,9 +15,16 @@ from typing import Any
 
 import numpy as np
 
-CARTESIAN_KEY = "observation/cartesian_position"
-GRIPPER_KEY = "observation/gripper_position"
-TIMESTAMP_KEY = "timestamp"  # time.monotonic() when the observation was taken
+from common.droid import (
+    ACTION_DIM,
+    CARTESIAN_KEY,
+    GRIPPER_DIM,
+    GRIPPER_KEY,
+    MAX_DELTA_POS,
+    MAX_DELTA_ROT,
+    TIMESTAMP_KEY,
+)
+from envs.franka_model import WORKSPACE_HIGH, WORKSPACE_LOW
 
 
 class SafetyStop(RuntimeError):
@@ -26,10 +33,10 @@ class SafetyStop(RuntimeError):
 
 @dataclass
 class SafetyLimits:
-    workspace_low: tuple[float, float, float] = (0.25, -0.4, 0.015)
-    workspace_high: tuple[float, float, float] = (0.8, 0.4, 0.6)
-    max_translation: float = 0.075  # m per step, each axis (DROID)
-    max_rotation: float = 0.15  # rad per step, each axis (DROID)
+    workspace_low: tuple[float, float, float] = WORKSPACE_LOW
+    workspace_high: tuple[float, float, float] = WORKSPACE_HIGH
+    max_translation: float = MAX_DELTA_POS  # m per step, each axis (DROID)
+    max_rotation: float = MAX_DELTA_ROT  # rad per step, each axis (DROID)
     gripper: tuple[float, float] = (0.0, 1.0)
     observation_timeout_s: float = 0.5
 
@@ -57,8 +64,9 @@ class SafetyLayer:
             a = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise SafetyStop(f"action is not numeric: {action!r}") from err
-        if a.shape != (7,):
-            raise SafetyStop(f"action must have shape (7,) = (dx, dy, dz, droll, dpitch, dyaw, gripper), got {a.shape}")
+        if a.shape != (ACTION_DIM,):
+            raise SafetyStop(f"action must have shape ({ACTION_DIM},) = (dx, dy, dz, droll, dpitch, dyaw, gripper), "
+                             f"got {a.shape}")
         if not np.isfinite(a).all():
             raise SafetyStop(f"non-finite action at indices {np.flatnonzero(~np.isfinite(a)).tolist()}: {a.tolist()}")
         lim = self.limits
@@ -72,8 +80,8 @@ class SafetyLayer:
         inside = np.clip(target - position, -lim.max_translation, lim.max_translation)  # outside: back at step speed
         self._count("workspace", not np.allclose(inside, out[:3]))
         out[:3] = inside
-        out[6] = np.clip(a[6], *lim.gripper)
-        self._count("gripper", out[6] != a[6])
+        out[GRIPPER_DIM] = np.clip(a[GRIPPER_DIM], *lim.gripper)
+        self._count("gripper", out[GRIPPER_DIM] != a[GRIPPER_DIM])
         return out.astype(np.float32)
 
     def _count(self, name: str, happened: bool) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from envs.franka_env import MAX_DELTA_POS, MAX_DELTA_ROT, FrankaEnv
-from envs.rotations import matrix_to_euler_xyz
+from common.droid import ACTION_DIM, MAX_DELTA_POS, MAX_DELTA_ROT
+from common.rotations import matrix_to_euler_xyz
+from envs.franka_env import FrankaEnv
 
 DOWN = np.eye(3)  # TCP orientation with the gripper pointing down (see envs.franka_model)
 GOAL_IK_ITERATIONS = 150
@@ -44,7 +45,7 @@ class FrankaReachEnv(FrankaEnv):
 
     def expert_action(self, rng: np.random.Generator | None = None, noise: float = 0.0) -> np.ndarray:
         pos, rot = self.tcp_pose()
-        action = np.zeros(7)
+        action = np.zeros(ACTION_DIM)
         action[:3] = _toward(self.goal_pos - pos, 1.0, MAX_DELTA_POS)
         action[3:6] = _toward(matrix_to_euler_xyz(DOWN @ rot.T), 1.0, MAX_DELTA_ROT)
         if noise and rng is not None:
@@ -118,7 +119,7 @@ class FrankaPushEnv(FrankaEnv):
             target = np.array([pos[0], pos[1], 0.1])  # lift before travelling over the cube
         else:
             target = np.array([*behind, 0.1])
-        action = np.zeros(7)
+        action = np.zeros(ACTION_DIM)
         action[:3] = _toward(target - pos, 1.0, MAX_DELTA_POS)
         action[3:6] = _toward(matrix_to_euler_xyz(DOWN @ rot.T), 1.0, MAX_DELTA_ROT)
         action[6] = 1.0  # closed fingers push more reliably

@@ -19,25 +19,19 @@ import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 
+from common.device import pick_device
+from common.seeding import evaluation_seed
 from datasets.index import load_index
 from datasets.reader import EpisodeReader
 from datasets.schema import JOINTS
 from envs.policies import make_policy
-from planners.factory import build_planner, load_model, pick_device
+from planners.factory import build_planner, load_model
 from planners.mpc import EpisodeResult, franka_delta_pose_adapter, run_episode, run_policy_episode
 
 
 def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> list[np.ndarray]:
     up = lambda img: np.repeat(np.repeat(img, scale, 0), scale, 1)  # noqa: E731
     return [np.concatenate([up(f), up(goal)], axis=1) for f in frames]
-
-
-EVAL_SEED_BASE = 1_000_000_000  # data collection uses seed * 1_000_003 + i, far below this for seed < 999
-
-
-def evaluation_seed(seed: int, episode: int) -> int:
-    """Env seed of an evaluation episode: disjoint from every collection seed, so goals are never training goals."""
-    return EVAL_SEED_BASE + seed * 10_000 + episode
 
 
 @dataclass
@@ -160,6 +154,6 @@ def main(cfg: Any) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "cem_goal")

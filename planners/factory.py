@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from common.device import pick_device
 from planners.mpc import MPCConfig, MPCPlanner
 from planners.solvers import Bounds, make_solver
 from world_model.models import WorldModel, load_world_model
@@ -24,10 +25,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise FileNotFoundError(f"no world-model checkpoint at {checkpoint} (expected config.json and "
                                 f"model.safetensors); train one with python world_model/train.py or pass checkpoint=PATH")
     return checkpoint
-
-
-def pick_device(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> tuple[WorldModel, dict[str, Any], Path]:

@@ -20,11 +20,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from envs.robot import IMAGE_KEY
-from envs.safety import CARTESIAN_KEY, GRIPPER_KEY
+from common.droid import CARTESIAN_KEY, GRIPPER_KEY, IMAGE_KEY
 
-GOAL_KEY = "goal/exterior_image_1_left"
-RESET_KEY = "reset"  # optional: true starts a new episode (clears the observed history)
 OBSERVATION_KEYS = (IMAGE_KEY, CARTESIAN_KEY, GRIPPER_KEY)
 
 

@@ -20,14 +20,21 @@ import imageio.v2 as imageio
 import numpy as np
 from omegaconf import OmegaConf
 
-from datasets.collect import FRANKA_ACTION_KEYS
+from common.droid import (
+    CARTESIAN_DELTA_ACTION,
+    CARTESIAN_KEY,
+    EXTERIOR_CAMERA,
+    FRANKA_ACTION_KEYS,
+    GOAL_KEY,
+    GRIPPER_KEY,
+    IMAGE_KEY,
+    JOINTS_KEY,
+    RESET_KEY,
+)
 from datasets.writer import EpisodeWriter
-from envs.robot import IMAGE_KEY, JOINTS_KEY, FrankyRobot, Robot, SimRobot
-from envs.safety import CARTESIAN_KEY, GRIPPER_KEY, SafetyLayer, SafetyLimits, SafetyStop
+from envs.robot import FrankyRobot, Robot, SimRobot
+from envs.safety import SafetyLayer, SafetyLimits, SafetyStop
 from planners.client import PlanningClient, ServerError
-from planners.protocol import GOAL_KEY, RESET_KEY
-
-CAMERA = "exterior_1_left"
 
 
 def make_robot(cfg: Any) -> Robot:
@@ -61,7 +68,7 @@ def run(cfg: Any, robot: Robot | None = None) -> dict[str, Any]:
     out = Path(cfg.record) if cfg.record else None
     writer = None
     if out is not None:
-        writer = EpisodeWriter(out, cameras=[CAMERA], control_hz=cfg.control_hz, action_space="cartesian_delta",
+        writer = EpisodeWriter(out, cameras=[EXTERIOR_CAMERA], control_hz=cfg.control_hz, action_space=CARTESIAN_DELTA_ACTION,
                                robot_type=f"franka_{cfg.robot}", task="goal_reaching",
                                attrs={"server": cfg.server, "model": str(client.metadata.get("model")), "seed": cfg.seed})
     period = 1.0 / cfg.control_hz
@@ -85,7 +92,7 @@ def run(cfg: Any, robot: Robot | None = None) -> dict[str, Any]:
                 obs = robot.observe()  # planning took time: act against a fresh observation
             sent = robot.act(pending.pop(0))
             if writer is not None:
-                writer.add_step(images={CAMERA: obs[IMAGE_KEY]}, cartesian_position=obs[CARTESIAN_KEY],
+                writer.add_step(images={EXTERIOR_CAMERA: obs[IMAGE_KEY]}, cartesian_position=obs[CARTESIAN_KEY],
                                 gripper_position=float(obs[GRIPPER_KEY][0]), joint_positions=obs.get(JOINTS_KEY),
                                 actions={FRANKA_ACTION_KEYS[0]: sent[:6], FRANKA_ACTION_KEYS[1]: sent[6]})
             next_tick += period
@@ -127,6 +134,6 @@ def main(cfg: Any) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run as run_app
+    from common.cli import run as run_app
 
     run_app(main, "run_robot")

@@ -28,16 +28,14 @@ import torch
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from common.device import pick_device
+from common.droid import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY, RESET_KEY
+from common.seeding import derive_seed
 from datasets.transforms import resize_uint8
-from planners.factory import build_planner, load_model, pick_device
+from planners.factory import build_planner, load_model
 from planners.mpc import delta_gripper_to_target
 from planners.protocol import (
-    CARTESIAN_KEY,
-    GOAL_KEY,
-    GRIPPER_KEY,
-    IMAGE_KEY,
     OBSERVATION_KEYS,
-    RESET_KEY,
     Observation,
     RequestError,
     check_image,
@@ -93,7 +91,7 @@ class Session:
             return reply
         obs = request.observation
         state = np.concatenate([obs.cartesian, [obs.gripper]]).astype(np.float32)
-        self.planner.solver.reseed(self.seed * 1_000_003 + self.plans)  # deterministic per connection
+        self.planner.solver.reseed(derive_seed(self.seed, self.plans))  # deterministic per connection
         self.plans += 1
         start = time.perf_counter()
         actions = self.planner.act(self.service.resize(obs.image), state).numpy().astype(np.float32)
@@ -230,6 +228,6 @@ def main(cfg: Any) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "serve")

@@ -47,7 +47,7 @@ def main(cfg: Any) -> None:
     log: list[dict[str, Any]] = []
     overrides = [str(o) for o in cfg.train_overrides]
     if not (data / "index.json").exists():
-        _run([py, "-m", "datasets.collect", f"env_id={cfg.env_id}", f"out={data}", f"num_episodes={cfg.collect.episodes}",
+        _run([py, "-m", "recipes.collect", f"env_id={cfg.env_id}", f"out={data}", f"num_episodes={cfg.collect.episodes}",
               f"max_steps={cfg.collect.max_steps}", f"policy={cfg.collect.policy}", f"seed={cfg.seed}",
               f"workers={cfg.workers}"], log, "collect")
     checkpoint = out / "model" / "checkpoints" / "last"
@@ -87,6 +87,6 @@ def main(cfg: Any) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "recipe")

@@ -10,10 +10,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import envs  # noqa: F401
-from datasets.cli import CONFIG_DIR
-from datasets.collect import CollectConfig, collect
+from common.cli import CONFIG_DIR
 from planners.mpc import MPCConfig, MPCPlanner, franka_delta_pose_adapter, run_episode
 from planners.solvers import Bounds, make_solver
+from recipes.collect import CollectConfig, collect
 from world_model.models import load_world_model
 from world_model.train import train
 

@@ -7,9 +7,9 @@ import torch
 from helpers import CORRUPTIONS, make_dataset
 from torch.utils.data import DataLoader
 
+from common.rotations import delta_pose_actions
 from datasets import ClipDataset, EpisodeError, EpisodeReader
 from datasets.index import write_index
-from datasets.rotations import delta_pose_actions
 from datasets.synthetic import make_synthetic_episode
 
 

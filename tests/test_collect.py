@@ -8,16 +8,16 @@ import pytest
 
 import envs  # noqa: F401
 from datasets import ClipDataset, EpisodeReader
-from datasets.collect import CollectConfig, collect
 from datasets.index import load_index
 from datasets.preview import write_preview
 from datasets.validate import validate_dir
 from envs.policies import CorrelatedNoisePolicy, make_policy
+from recipes.collect import CollectConfig, collect
 
 
 def test_collect_cli_with_two_workers_is_resumable_and_valid(tmp_path):
     out = tmp_path / "reach"
-    cmd = [sys.executable, "-m", "datasets.collect", f"out={out}", "num_episodes=4", "max_steps=30", "workers=2"]
+    cmd = [sys.executable, "-m", "recipes.collect", f"out={out}", "num_episodes=4", "max_steps=30", "workers=2"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip().splitlines()[-1].startswith("collected 4 episodes (120 steps")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers import corrupt_copy, make_dataset
 
+from common.rotations import delta_pose_actions
 from datasets import EpisodeReader
 from datasets.index import build_index, load_index, split_episodes, write_index
-from datasets.rotations import delta_pose_actions
 from datasets.schema import CARTESIAN, GRIPPER, INDEX_NAME
 
 

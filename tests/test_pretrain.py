@@ -3,7 +3,7 @@ import pytest
 import torch
 from helpers import make_dataset
 
-from datasets.collect import CollectConfig, collect
+from recipes.collect import CollectConfig, collect
 from world_model.checkpoints import load_encoder
 from world_model.encoder import EncoderConfig
 from world_model.jepa_predictor import PredictorConfig

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from datasets.collect import CollectConfig
-from planners.cem_goal import EVAL_SEED_BASE, evaluation_seed
+from common.seeding import EVAL_SEED_BASE, derive_seed, evaluation_seed
+from recipes.collect import CollectConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_evaluation_goals_never_reuse_collection_seeds():
-    collection_seeds = {CollectConfig().seed * 1_000_003 + i for i in range(100_000)}
+    collection_seeds = {derive_seed(CollectConfig().seed, i) for i in range(100_000)}
     largest_collection_seed = 998 * 1_000_003 + 100_000
     assert evaluation_seed(0, 0) == EVAL_SEED_BASE > largest_collection_seed
     assert not collection_seeds & {evaluation_seed(s, e) for s in range(3) for e in range(50)}

@@ -5,9 +5,10 @@ import time
 import numpy as np
 import pytest
 
-from envs.robot import IMAGE_KEY, JOINTS_KEY, SimRobot, matrix_to_quaternion, quaternion_to_matrix
-from envs.rotations import euler_xyz_to_matrix
-from envs.safety import CARTESIAN_KEY, GRIPPER_KEY, TIMESTAMP_KEY, SafetyLayer, SafetyLimits, SafetyStop
+from common.droid import CARTESIAN_KEY, GRIPPER_KEY, IMAGE_KEY, JOINTS_KEY, TIMESTAMP_KEY
+from common.rotations import euler_xyz_to_matrix, matrix_to_quaternion, quaternion_to_matrix
+from envs.robot import SimRobot
+from envs.safety import SafetyLayer, SafetyLimits, SafetyStop
 
 
 def obs(position=(0.5, 0.0, 0.3), age: float = 0.0) -> dict:

@@ -1,7 +1,6 @@
 import numpy as np
 
-from datasets.rotations import delta_pose_actions
-from envs.rotations import euler_xyz_to_matrix, matrix_to_euler_xyz
+from common.rotations import delta_pose_actions, euler_xyz_to_matrix, matrix_to_euler_xyz
 
 
 def _elementary(axis: int, angle: float) -> np.ndarray:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from helpers import tiny_checkpoint
 
+from common.droid import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY
 from planners.client import PlanningClient, ServerError
-from planners.protocol import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY, packb, unpackb
+from planners.protocol import packb, unpackb
 from planners.serve import spawn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +173,7 @@ def test_openpi_client_works_unmodified(server):
 def test_run_robot_records_a_droid_episode_through_the_server(server, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from datasets.cli import CONFIG_DIR
+    from common.cli import CONFIG_DIR
     from datasets.validate import check_episode
     from planners.run_robot import run
 
@@ -194,7 +195,7 @@ def test_run_robot_records_a_droid_episode_through_the_server(server, tmp_path):
 def test_run_robot_stops_on_a_lost_server_and_keeps_what_it_recorded(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from datasets.cli import CONFIG_DIR
+    from common.cli import CONFIG_DIR
     from planners.run_robot import run
 
     checkpoint = tiny_checkpoint(tmp_path / "tiny")
@@ -215,8 +216,8 @@ def test_sim_robot_reaches_goals_through_the_server_with_the_shipped_model(tmp_p
     """The shipped default model, served over loopback, drives the sim robot to held-out goals."""
     from hydra import compose, initialize_config_dir
 
-    from datasets.cli import CONFIG_DIR
-    from planners.cem_goal import evaluation_seed
+    from common.cli import CONFIG_DIR
+    from common.seeding import evaluation_seed
     from planners.run_robot import run
 
     proc, port = spawn(ROOT / "checkpoints" / "reach_default", "device=cpu")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from datasets.cli import CONFIG_DIR
-from datasets.collect import CollectConfig, collect
+from common.cli import CONFIG_DIR
+from recipes.collect import CollectConfig, collect
 from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT
 from world_model.feature_cache import Preprocessing, build_cache

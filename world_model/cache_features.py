@@ -18,6 +18,6 @@ def main(cfg: Any) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "cache_features", positional=("data_root", "checkpoint"))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.device import pick_device
 from datasets.index import load_index
 from datasets.reader import EpisodeReader
 from datasets.schema import EpisodeError
@@ -108,7 +109,7 @@ def build_cache(data_root: str | os.PathLike, checkpoint: str | os.PathLike, pre
             old.unlink()
     cache.mkdir(parents=True, exist_ok=True)
     (cache / META).write_text(json.dumps({"key": key, "checkpoint": str(checkpoint), "dataset": str(root)}, indent=1))
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     encoder = load_encoder(checkpoint).to(dev).eval()
     size = (preprocessing.image_size, preprocessing.image_size)
     done, skipped, failed = 0, 0, []

@@ -31,11 +31,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from common.config import build_config
+from common.device import pick_device
 from datasets.clips import ClipDataset
 from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
-from world_model.masks import MaskSpec, batch_masks
+from world_model.masks import VJEPA_MASKS, MaskSpec, batch_masks
 from world_model.schedules import cosine_increase, linear, warmup_cosine
 from world_model.train_utils import (
     ResumableSampler,
@@ -81,7 +83,7 @@ class PretrainConfig:
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(size="tiny", patch_size=8))
     predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(embed_dim=96, depth=4, num_heads=4))
     optim: OptimConfig = field(default_factory=OptimConfig)
-    masks: list[MaskSpec] = field(default_factory=lambda: [MaskSpec(8, 0.15), MaskSpec(2, 0.7)])
+    masks: list[MaskSpec] = field(default_factory=lambda: list(VJEPA_MASKS))
     num_frames: int = 4
     out: str = "runs/pretrain"
     seed: int = 0
@@ -130,7 +132,7 @@ def _to_jsonable(obj: Any) -> Any:
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Run (or resume) a pretraining run; returns a summary with the loss history."""
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     out = Path(cfg.out)
@@ -207,24 +209,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             "clips_per_s": clips / max(time.perf_counter() - start_time, 1e-9)}
 
 
-def config_from_hydra(cfg: Any) -> PretrainConfig:
-    from omegaconf import OmegaConf
-
-    raw = OmegaConf.to_container(cfg, resolve=True)
-    data = raw.pop("data")
-    for key in ("crop_scale", "crop_ratio"):
-        data[key] = tuple(data[key]) if data.get(key) is not None else None
-    optim = raw.pop("optim")
-    optim["ema"] = tuple(optim["ema"])
-    masks = [MaskSpec(m["num_blocks"], m["spatial_scale"], tuple(m.get("aspect_ratio", (0.75, 1.5))),
-                      m.get("temporal_scale", 1.0)) for m in raw.pop("masks")]
-    return PretrainConfig(data=DataConfig(**data), encoder=EncoderConfig(**raw.pop("encoder")),
-                          predictor=PredictorConfig(**raw.pop("predictor")), optim=OptimConfig(**optim),
-                          masks=masks, **raw)
-
-
 def main(cfg: Any) -> None:
-    config = config_from_hydra(cfg)
+    config = build_config(PretrainConfig, cfg)
     summary = pretrain(config)
     print(f"pretrained {summary['steps']} steps: loss {summary['loss_start']:.4f} -> {summary['loss_end']:.4f}, "
           f"target feature std {summary['target_feature_std']:.3f}, {summary['clips_per_s']:.1f} clips/s, "
@@ -232,6 +218,6 @@ def main(cfg: Any) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "pretrain")

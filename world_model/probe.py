@@ -18,6 +18,7 @@ from timm.layers import trunc_normal_
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from common.device import pick_device
 from datasets.clips import ClipDataset
 from world_model.checkpoints import load_encoder
 from world_model.encoder import encode_frames
@@ -60,7 +61,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
               device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the probe on the train split, score it on the val split; returns the figures."""
     torch.manual_seed(seed)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     encoder = load_encoder(checkpoint).to(dev).eval()
     splits = {}
     for split in ("train", "val"):
@@ -103,6 +104,6 @@ def main(cfg: Any) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "probe", positional=("checkpoint", "data_root"))

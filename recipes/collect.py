@@ -1,4 +1,6 @@
-"""Collect Droid-style episodes from a gymnasium env: `python -m datasets.collect env_id=FrankaReach-v0 out=DIR`.
+"""Collect Droid-style episodes from a gymnasium env: `python -m recipes.collect env_id=FrankaReach-v0 out=DIR`.
+
+Wiring above both `envs/` (the env and its policies) and `datasets/` (the episode writer).
 
 Episodes are `episode_<i>.h5`, each seeded from (seed, i), written by worker
 processes (one env each) and published atomically, so a rerun skips the ones
@@ -25,12 +27,11 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from common.droid import CARTESIAN_DELTA_ACTION, CONTROL_HZ, EXTERIOR_CAMERA, FRANKA_ACTION_KEYS, WRIST_CAMERA
+from common.seeding import derive_seed
 from datasets.index import write_index
 from datasets.writer import EpisodeWriter, remove_stale_temporaries
 from envs.policies import make_policy
-
-FRANKA_ACTION_KEYS = ("cartesian_delta", "gripper_position")
-WRIST_CAMERA = "wrist_left"
 
 
 @dataclass
@@ -50,7 +51,7 @@ class CollectConfig:
     stop_on_success: bool = False
     seed: int = 0
     workers: int = 2
-    camera: str = "exterior_1_left"
+    camera: str = EXTERIOR_CAMERA
     state_fn: str | None = None  # "module:function(env, obs) -> (cartesian (6,), gripper)"
     action_name: str = "env"  # action key for envs that are not ours
     control_hz: float | None = None  # default: env.metadata["render_fps"], else 15
@@ -100,7 +101,7 @@ class _Collector:
         self.state_fn = _load_function(cfg.state_fn) if cfg.state_fn else default_state
         self.policy = make_policy(cfg.policy, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
         self.max_steps = cfg.max_steps or (self.env.spec.max_episode_steps if self.env.spec else None) or 100
-        self.control_hz = cfg.control_hz or float(self.env.metadata.get("render_fps") or 15)
+        self.control_hz = cfg.control_hz or float(self.env.metadata.get("render_fps") or CONTROL_HZ)
 
     def _images(self, obs: Any) -> dict[str, np.ndarray]:
         """Exterior frame under `cfg.camera`, plus `wrist_left` when the observation has `wrist_pixels`."""
@@ -122,7 +123,7 @@ class _Collector:
 
     def episode(self, i: int) -> dict[str, Any]:
         cfg = self.cfg
-        seed = cfg.seed * 1_000_003 + i
+        seed = derive_seed(cfg.seed, i)
         obs, info = self.env.reset(seed=seed)
         self.policy.reset(self.env, seed)
         path = episode_path(Path(cfg.out), i)
@@ -130,7 +131,7 @@ class _Collector:
         task = self.env.unwrapped.__class__.__name__ if self.ours else cfg.env_id
         images = self._images(obs)
         with EpisodeWriter(path, cameras=list(images), control_hz=self.control_hz, task=task,
-                           action_space="cartesian_delta" if self.ours else cfg.action_name,
+                           action_space=CARTESIAN_DELTA_ACTION if self.ours else cfg.action_name,
                            robot_type="franka_panda_sim" if self.ours else cfg.env_id,
                            attrs={"env_id": cfg.env_id, "seed": seed, "policy": cfg.policy}) as writer:
             for step in range(self.max_steps):
@@ -214,6 +215,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    from datasets.cli import run
+    from common.cli import run
 
     run(main, "collect")

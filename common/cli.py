@@ -16,7 +16,7 @@ from typing import Any
 import hydra
 from omegaconf.errors import MissingMandatoryValue
 
-from datasets.schema import EpisodeError
+from common.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -61,7 +61,7 @@ def run(task: Callable[[Any], Any], config_name: str, positional: Sequence[str] 
             usage = " ".join(n.upper() for n in positional)
             print(f"error: missing argument '{err.full_key}' (usage: {_program()} {usage} [key=value ...])",
                   file=sys.stderr)
-        except (FileNotFoundError, FileExistsError, ValueError, EpisodeError) as err:
+        except (FileNotFoundError, FileExistsError, ValueError, UserError) as err:
             print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
 

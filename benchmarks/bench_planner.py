@@ -21,8 +21,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from planners.costs import latent_cost
-from planners.solvers import Bounds, CEMSolver
+from planners.costs import LatentGoalCost, rollout_cost
+from planners.protocols import Bounds
+from planners.solvers import CEMSolver
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
 from world_model.models import LeWMEncoder, LeWorldModel
 
@@ -53,7 +54,7 @@ def lewm_size(cfg: Any) -> dict[str, float]:
                 p.normal_(0, 0.02)
     model = LeWorldModel(LeWMEncoder(depth=1), predictor, history=3).eval()
     z = torch.randn(3, 1, 192)
-    cost = latent_cost(model, z, torch.randn(1, 192), context_actions=torch.zeros(2, 7))
+    cost = rollout_cost(model, z, [LatentGoalCost(torch.randn(1, 192))], context_actions=torch.zeros(2, 7))
     bounds = Bounds.droid(gripper=(-1.0, 1.0))
     c = cfg.lewm
     solver = CEMSolver(samples=c.samples, elites=c.elites, iterations=c.iterations, seed=cfg.seed)
@@ -76,11 +77,14 @@ def default_model(cfg: Any) -> dict[str, float]:
     import gymnasium as gym
 
     import envs  # noqa: F401 - registers the ids
-    from planners.factory import build_planner, load_model
+    from common.config import build_config
+    from planners.factory import PlanConfig, build_planner, load_model
 
     planner_cfg = OmegaConf.load(cfg.planner_config)
+    planner_cfg.pop("defaults", None)
+    plan = build_config(PlanConfig, planner_cfg)
     model, config, checkpoint = load_model(cfg.checkpoint, "cpu")
-    planner = build_planner(model, config, planner_cfg, torch.device("cpu"), cfg.seed)
+    planner = build_planner(model, config, plan.solver, plan.mpc, plan.fixed(), torch.device("cpu"), cfg.seed)
     env = gym.make(planner_cfg.env_id, image_size=config.get("data", {}).get("image_size", 64))
     try:
         obs, info = env.reset(seed=cfg.seed)

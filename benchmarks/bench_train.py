@@ -19,13 +19,13 @@ from datasets.synthetic import make_synthetic_dataset
 from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT
 from world_model.feature_cache import Preprocessing, build_cache
-from world_model.train import train
+from world_model.train import train, train_config
 
 
 def _run(overrides: list[str], steps: int) -> tuple[float, float]:
     cfg = compose("train", overrides=overrides)  # this app's hydra already searches configs/
     start = time.perf_counter()
-    summary = train(cfg)
+    summary = train(train_config(cfg))
     return steps / (time.perf_counter() - start), summary["clips_per_s"]
 
 

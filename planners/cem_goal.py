@@ -1,9 +1,10 @@
 """Goal-image reaching with a trained world model: `python planners/cem_goal.py`.
 
 Runs `episodes` goal-reaching episodes in a gymnasium env (default `FrankaReach-v0`) with an MPC
-planner (CEM by default) over the model's latent space, prints one line per episode and a summary,
-writes one MP4 per episode (observed frames beside the goal image), and ends with a JSON line
-holding `success_rate`, `mean_final_distance` and `mean_plan_seconds_per_step`.
+planner (CEM by default) over the model's latent space, or a baseline agent (`agent=random|oracle`),
+prints one line per episode and a summary, writes one MP4 per episode (observed frames beside the goal
+image), and ends with a JSON line holding `success_rate`, `mean_final_distance` and
+`mean_plan_seconds_per_step`. Hydra stops at `main()`: below it, a `PlanConfig`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 
+from common.config import build_config
 from common.device import pick_device
 from common.seeding import evaluation_seed
 from datasets.index import load_index
 from datasets.reader import EpisodeReader
 from datasets.schema import JOINTS
 from envs.policies import make_policy
-from planners.factory import build_planner, load_model
-from planners.mpc import EpisodeResult, franka_delta_pose_adapter, run_episode, run_policy_episode
+from planners.actions import franka_delta_pose_adapter
+from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
+from planners.factory import PlanConfig, build_planner, load_model
+
+AGENTS = ("planner", "random", "oracle")
 
 
 def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> list[np.ndarray]:
@@ -65,64 +70,58 @@ def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None,
     return [usable[i % len(usable)] for i in range(count)]
 
 
-def evaluate(cfg: Any) -> dict[str, Any]:
-    """Run `cfg.episodes` episodes with the planner (or a baseline `agent`) and return the summary."""
-    if cfg.env_module:
-        importlib.import_module(cfg.env_module)
-    planner_agent = cfg.agent == "planner"
-    if cfg.agent not in ("planner", "random", "oracle"):
-        raise ValueError(f"agent must be planner, random or oracle, got {cfg.agent!r}")
-    device = pick_device(cfg.device)
-    model = config = checkpoint = None
+def evaluate(config: PlanConfig) -> dict[str, Any]:
+    """Run `config.episodes` episodes with the planner (or a baseline `agent`) and return the summary."""
+    if config.agent not in AGENTS:
+        raise ValueError(f"agent must be one of {', '.join(AGENTS)}, got {config.agent!r}")
+    if config.goals not in ("env", "dataset"):
+        raise ValueError(f"goals must be 'env' or 'dataset', got {config.goals!r}")
+    if config.env_module:
+        importlib.import_module(config.env_module)
+    planner_agent = config.agent == "planner"
+    device = pick_device(config.device)
+    model = model_config = checkpoint = None
     if planner_agent:
-        model, config, checkpoint = load_model(cfg.checkpoint, device)
-    kwargs = dict(cfg.env_kwargs or {})
-    ours = str(gym.spec(cfg.env_id).entry_point).startswith("envs.")
+        model, model_config, checkpoint = load_model(config.checkpoint, device)
+    kwargs = dict(config.env_kwargs or {})
+    ours = str(gym.spec(config.env_id).entry_point).startswith("envs.")
     if ours:
-        kwargs.setdefault("image_size", config.get("data", {}).get("image_size", 64) if config else 64)
+        kwargs.setdefault("image_size", model_config.get("data", {}).get("image_size", 64) if model_config else 64)
     else:
         kwargs.setdefault("render_mode", "rgb_array")
-    env = gym.make(cfg.env_id, **kwargs)
+    env = gym.make(config.env_id, **kwargs)
     goals = None
-    if cfg.goals == "dataset":
+    if config.goals == "dataset":
         if not ours:
             raise ValueError("goals=dataset needs one of our Franka envs (it restores recorded joint configurations)")
-        g = cfg.goal_data
-        goals = dataset_goals(g.root, g.split, g.offset, g.camera, cfg.episodes)
-    elif cfg.goals != "env":
-        raise ValueError(f"goals must be 'env' or 'dataset', got {cfg.goals!r}")
+        g = config.goal_data
+        goals = dataset_goals(g.root, g.split, g.offset, g.camera, config.episodes)
 
-    def reset_args(episode: int) -> tuple[dict | None, np.ndarray | None]:
-        if goals is None:
-            return None, None
-        goal = goals[episode]
-        return {"arm_qpos": goal.start_qpos, "goal_arm_qpos": goal.goal_qpos}, goal.goal_image
-
+    agent: Agent
     if planner_agent:
-        planner = build_planner(model, config, cfg, device, cfg.seed, env)
-        adapter = franka_delta_pose_adapter if ours and config.get("data", {}).get("action_mode") == "delta_pose" else None
-
-        def episode_fn(episode: int, seed: int, record: bool) -> EpisodeResult:
-            planner.solver.reseed(seed)
-            options, goal_image = reset_args(episode)
-            return run_episode(env, planner, cfg.max_steps, seed=seed, to_env_action=adapter, record=record,
-                               reset_options=options, goal_image=goal_image)
+        planner = build_planner(model, model_config, config.solver, config.mpc, config.fixed(), device, config.seed, env)
+        delta_pose = model_config.get("data", {}).get("action_mode") == "delta_pose"
+        agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None)
     else:
         if not ours:
-            raise ValueError(f"agent={cfg.agent} needs one of our Franka envs (it uses their scripted expert/noise)")
+            raise ValueError(f"agent={config.agent} needs one of our Franka envs (it uses their scripted expert/noise)")
         # random: DROID-scaled correlated noise; oracle: the scripted expert that knows the true goal position
-        policy = make_policy("random" if cfg.agent == "random" else "expert", expert_noise=0.0)
+        agent = PolicyAgent(make_policy("random" if config.agent == "random" else "expert", expert_noise=0.0))
 
-        def episode_fn(episode: int, seed: int, record: bool) -> EpisodeResult:
-            return run_policy_episode(env, policy, cfg.max_steps, seed=seed, record=record,
-                                      reset_options=reset_args(episode)[0])
-
-    out = Path(cfg.video_dir) if cfg.video_dir else None
+    out = Path(config.video_dir) if config.video_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = []
-    for episode in range(cfg.episodes):
-        result = episode_fn(episode, evaluation_seed(cfg.seed, episode), out is not None)
+    for episode in range(config.episodes):
+        seed = evaluation_seed(config.seed, episode)
+        if planner_agent:
+            planner.solver.reseed(seed)
+        options, goal_image = None, None
+        if goals is not None:
+            options = {"arm_qpos": goals[episode].start_qpos, "goal_arm_qpos": goals[episode].goal_qpos}
+            goal_image = goals[episode].goal_image
+        result = run_episode(env, agent, config.max_steps, seed=seed, record=out is not None, reset_options=options,
+                             goal_image=goal_image)
         results.append(result)
         print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps, "
               f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step")
@@ -134,23 +133,24 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     env.close()
     successes = np.array([r.success for r in results], dtype=float)
     distances = np.array([r.final_distance for r in results])
+    g = config.goal_data
     summary = {
         "success_rate": float(successes.mean()),
         "success_stderr": float(successes.std(ddof=1) / np.sqrt(len(results))) if len(results) > 1 else 0.0,
         "mean_final_distance": float(distances.mean()),
         "mean_plan_seconds_per_step": float(np.mean([r.plan_seconds_per_step for r in results])),
-        "episodes": len(results), "env_id": cfg.env_id, "agent": cfg.agent,
-        "solver": cfg.solver.name if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
-        "max_steps": cfg.max_steps, "device": str(device),
-        "goal_source": "env" if goals is None else f"{cfg.goal_data.root}:{cfg.goal_data.split}+{cfg.goal_data.offset}",
+        "episodes": len(results), "env_id": config.env_id, "agent": config.agent,
+        "solver": config.solver.name if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
+        "max_steps": config.max_steps, "device": str(device),
+        "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
     }
-    print(f"{cfg.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "
+    print(f"{config.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "
           f"{summary['mean_final_distance']:.3f}, {summary['mean_plan_seconds_per_step']:.3f} s planning per step")
     return summary
 
 
 def main(cfg: Any) -> None:
-    print(json.dumps(evaluate(cfg)))
+    print(json.dumps(evaluate(build_config(PlanConfig, cfg))))
 
 
 if __name__ == "__main__":

@@ -1,29 +1,20 @@
-"""Planning costs: distance between predicted and goal latents, plus optional terms in metres.
+"""Planning costs as sums of small terms over one shared rollout.
 
-`latent_cost(...)` returns `cost(actions (K, H, A)) -> (K,)` that rolls the world model out for all K
-candidates in one batched call per step (the model's `rollout`), so solvers never loop over candidates.
+`rollout_cost(model, z_context, terms, ...)` returns `cost(actions (K, H, A)) -> (K,)`: it rolls the world
+model out for all K candidates in one batched call per step (the model's `rollout`) and adds the terms.
+Terms: `LatentGoalCost` (distance between predicted and goal latents), `ReadoutGoalCost` (the model's
+state readout of predicted vs goal latents, in metres), `StateGoalCost` (the true goal state: oracle
+checks only). Each reduces over the horizon itself (its last step, or the sum).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from planners.solvers import CostFn
-
-
-class Dynamics(Protocol):
-    """What planners need of a world model (DESIGN.md, contract 2)."""
-
-    history: int
-
-    @property
-    def uses_states(self) -> bool: ...
-
-    def rollout(self, z_context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor | None = None,
-                states: torch.Tensor | None = None) -> torch.Tensor: ...
+from planners.protocols import CostFn, CostTerm, WorldModelLike
 
 
 def latent_distance(pred: torch.Tensor, goal: torch.Tensor, metric: str) -> torch.Tensor:
@@ -36,23 +27,68 @@ def latent_distance(pred: torch.Tensor, goal: torch.Tensor, metric: str) -> torc
     raise ValueError(f"metric must be 'l1' or 'l2', got {metric!r}")
 
 
-def latent_cost(model: Dynamics, z_context: torch.Tensor, z_goal: torch.Tensor, metric: str = "l1",
-                final_only: bool = True, context_actions: torch.Tensor | None = None,
-                states: torch.Tensor | None = None, goal_state: torch.Tensor | None = None,
-                state_weight: float = 0.0, readout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                readout_weight: float = 0.0) -> CostFn:
-    """Cost of candidate sequences from one observed context (C, N, D) toward one goal latent (N, D).
+def over_horizon(per_step: torch.Tensor, final_only: bool) -> torch.Tensor:
+    """(K, H) -> (K,): the last step's value, or the sum over the horizon."""
+    return per_step[:, -1] if final_only else per_step.sum(1)
 
-    `final_only`: distance at the end of the horizon (else summed over it). `goal_state` with
-    `state_weight` adds the distance between the goal's xyz and the xyz reached by integrating the
-    position deltas from the last observed state (the goal's true state: for oracle checks only).
-    `readout` with `readout_weight` adds the Euclidean distance between the readouts (the model's
-    `StateReadout`, e.g. end-effector xyz) of the predicted latents and of the goal latent: the
-    position the world model predicts against the position it sees in the goal image.
+
+@dataclass
+class LatentGoalCost:
+    """Distance between the predicted latents and the goal image's latent (N, D)."""
+
+    goal: torch.Tensor
+    metric: str = "l1"
+    final_only: bool = True
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("l1", "l2"):
+            raise ValueError(f"metric must be 'l1' or 'l2', got {self.metric!r}")
+
+    def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return over_horizon(latent_distance(pred, self.goal, self.metric), self.final_only)
+
+
+@dataclass
+class ReadoutGoalCost:
+    """weight x the Euclidean distance between the readouts (e.g. end-effector xyz, metres) of the predicted
+    latents and of the goal latent: the position the model predicts against the one it sees in the goal image."""
+
+    readout: Callable[[torch.Tensor], torch.Tensor] | None
+    goal: torch.Tensor  # the goal latent (N, D)
+    weight: float
+    final_only: bool = True
+
+    def __post_init__(self) -> None:
+        if self.readout is None:
+            raise ValueError("a readout cost needs a world model trained with a state readout (model.readout_weight > 0)")
+        self.goal_readout = self.readout(self.goal)
+
+    def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.weight * over_horizon((self.readout(pred) - self.goal_readout).norm(dim=-1), self.final_only)
+
+
+@dataclass
+class StateGoalCost:
+    """weight x the distance between the goal's true xyz and the xyz reached by integrating the position deltas
+    from the last observed state (the goal's true state: oracle checks only)."""
+
+    start_xyz: torch.Tensor
+    goal_xyz: torch.Tensor
+    weight: float
+
+    def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.weight * (self.start_xyz + actions[..., :3].sum(1) - self.goal_xyz).norm(dim=-1)
+
+
+def rollout_cost(model: WorldModelLike, z_context: torch.Tensor, terms: Sequence[CostTerm],
+                 context_actions: torch.Tensor | None = None, states: torch.Tensor | None = None) -> CostFn:
+    """Cost of candidate sequences from one observed context (C, N, D): the sum of `terms` over one rollout.
+
+    `context_actions` (C - 1, A) and `states` (C, S) are the context's executed actions and states; they
+    are broadcast (not copied) to the K candidates.
     """
-    if readout_weight and readout is None:
-        raise ValueError("readout_weight > 0 needs a world model trained with a state readout (model.readout_weight > 0)")
-    goal_readout = readout(z_goal) if readout_weight else None
+    if not terms:
+        raise ValueError("a planning cost needs at least one term")
 
     def cost(actions: torch.Tensor) -> torch.Tensor:
         k = actions.shape[0]
@@ -60,13 +96,9 @@ def latent_cost(model: Dynamics, z_context: torch.Tensor, z_goal: torch.Tensor, 
         past = None if context_actions is None else context_actions[None].expand(k, *context_actions.shape)
         st = None if states is None else states[None].expand(k, *states.shape)
         pred = model.rollout(ctx, actions.to(z_context.dtype), past, st)
-        dist = latent_distance(pred, z_goal, metric)
-        if goal_readout is not None:
-            dist = dist + readout_weight * (readout(pred) - goal_readout).norm(dim=-1)
-        total = dist[:, -1] if final_only else dist.sum(1)
-        if goal_state is not None and state_weight and states is not None:
-            reached = states[-1, :3] + actions[..., :3].sum(1)
-            total = total + state_weight * (reached - goal_state[:3]).norm(dim=-1)
+        total = terms[0](pred, actions)
+        for term in terms[1:]:
+            total = total + term(pred, actions)
         return total
 
     return cost

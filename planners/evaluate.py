@@ -2,20 +2,28 @@
 
 Goals come from the env's own goal sampler (fresh seeds, never training episodes) or, with
 `goals=dataset goal_data.root=DIR`, from held-out validation episodes (start at frame 0, goal image
-the recorded frame `goal_data.offset` steps later). Prints one JSON
-line with per-seed results and mean ± standard error (over seeds) of the success rate and the final
-distance. Uses the same configuration as `planners/cem_goal.py` (solver, MPC, env, step budget).
+the recorded frame `goal_data.offset` steps later). Prints one JSON line with per-seed results and
+mean ± standard error (over seeds) of the success rate and the final distance. Uses the same settings as
+`planners/cem_goal.py` (solver, MPC, env, step budget), plus `seeds`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
+from common.config import build_config
 from planners.cem_goal import evaluate
+from planners.factory import PlanConfig
+
+
+@dataclass
+class EvaluateConfig(PlanConfig):
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
 
 def mean_stderr(values: list[float]) -> tuple[float, float]:
@@ -23,20 +31,23 @@ def mean_stderr(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else 0.0
 
 
-def main(cfg: Any) -> None:
-    per_seed = []
-    for seed in cfg.seeds:
-        run = OmegaConf.merge(cfg, {"seed": int(seed), "video_dir": None})
-        per_seed.append(evaluate(run))
+def evaluate_seeds(config: EvaluateConfig) -> dict[str, Any]:
+    """`evaluate` once per seed (no videos); mean ± standard error over the seeds."""
+    per_seed = [evaluate(dataclasses.replace(config, seed=int(seed), video_dir=None)) for seed in config.seeds]
     success, success_se = mean_stderr([r["success_rate"] for r in per_seed])
     distance, distance_se = mean_stderr([r["mean_final_distance"] for r in per_seed])
-    print(json.dumps({
+    return {
         "success_rate": success, "success_rate_stderr": success_se,
         "mean_final_distance": distance, "mean_final_distance_stderr": distance_se,
         "mean_plan_seconds_per_step": float(np.mean([r["mean_plan_seconds_per_step"] for r in per_seed])),
-        "seeds": list(cfg.seeds), "episodes_per_seed": cfg.episodes, "max_steps": cfg.max_steps,
-        "env_id": cfg.env_id, "agent": cfg.agent, "checkpoint": per_seed[0]["checkpoint"], "solver": per_seed[0]["solver"], "goal_source": per_seed[0]["goal_source"], "per_seed": per_seed,
-    }))
+        "seeds": list(config.seeds), "episodes_per_seed": config.episodes, "max_steps": config.max_steps,
+        "env_id": config.env_id, "agent": config.agent, "checkpoint": per_seed[0]["checkpoint"],
+        "solver": per_seed[0]["solver"], "goal_source": per_seed[0]["goal_source"], "per_seed": per_seed,
+    }
+
+
+def main(cfg: Any) -> None:
+    print(json.dumps(evaluate_seeds(build_config(EvaluateConfig, cfg))))
 
 
 if __name__ == "__main__":

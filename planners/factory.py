@@ -1,19 +1,81 @@
-"""Build a goal-reaching planner from a checkpoint and a config: shared by cem_goal, evaluate and the server."""
+"""Planner settings (typed) and the planner built from a checkpoint: shared by cem_goal, evaluate, the server
+and the benchmarks. Hydra stops at each command's `main()`, which calls `plan_config(cfg)` once."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 
 from common.device import pick_device
 from planners.mpc import MPCConfig, MPCPlanner
-from planners.solvers import Bounds, make_solver
-from world_model.models import WorldModel, load_world_model
+from planners.protocols import Bounds, WorldModelLike
+from planners.solvers import SOLVERS, make_solver
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: `mpc.readout_weight: null` means this weight for checkpoints with a state readout, 0 for the others.
+DEFAULT_READOUT_WEIGHT = 5.0
+
+
+@dataclass
+class SolverConfig:
+    """The solver and its parameters; a parameter left None (or one the chosen solver does not take) keeps
+    that solver's default."""
+
+    name: str = "cem"  # cem | mppi | gradient
+    samples: int | None = None
+    elites: int | None = None
+    iterations: int | None = None
+    init_std: float | None = None
+    min_std: float | None = None
+    momentum: float | None = None
+    temperature: float | None = None
+    lr: float | None = None
+    restarts: int | None = None
+
+    def make(self, seed: int) -> Any:
+        if self.name not in SOLVERS:
+            raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {self.name!r}")
+        takes = inspect.signature(SOLVERS[self.name]).parameters
+        kwargs = {k: v for k, v in dataclasses.asdict(self).items() if k in takes and v is not None}
+        return make_solver(self.name, **{**kwargs, "seed": seed})
+
+
+@dataclass
+class GoalDataConfig:
+    root: str | None = None  # a collected dataset with index.json (its validation split is never trained on)
+    split: str = "val"
+    offset: int = 15  # the goal is the frame this many steps after the episode's start
+    camera: str | None = None
+
+
+@dataclass
+class PlanConfig:
+    """Goal-image planning episodes (configs/cem_goal.yaml)."""
+
+    agent: str = "planner"  # planner | random | oracle
+    checkpoint: str = "checkpoints/reach_default"
+    env_id: str = "FrankaReach-v0"
+    env_module: str | None = "envs"  # imported first so the id is registered
+    env_kwargs: dict[str, Any] | None = None
+    episodes: int = 10
+    goals: str = "env"  # env | dataset
+    goal_data: GoalDataConfig = field(default_factory=GoalDataConfig)
+    max_steps: int = 30
+    seed: int = 0
+    device: str | None = None
+    video_dir: str | None = "runs/cem_goal"
+    fixed_dims: dict[int, float] | None = None
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    mpc: MPCConfig = field(default_factory=MPCConfig)
+
+    def fixed(self) -> dict[int, float]:
+        return {int(k): float(v) for k, v in (self.fixed_dims or {}).items()}
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -27,13 +89,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return checkpoint
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None) -> tuple[WorldModel, dict[str, Any], Path]:
+def load_model(path: str | Path, device: str | torch.device | None = None) -> tuple[Any, dict[str, Any], Path]:
+    """(model, its config.json, the resolved folder)."""
+    from world_model.models import load_world_model
+
     checkpoint = resolve_checkpoint(path)
-    model, config = load_world_model(checkpoint, pick_device(device) if not isinstance(device, torch.device) else device)
+    model, config = load_world_model(checkpoint, pick_device(device))
     return model, config, checkpoint
 
 
-def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: gym.Env | None = None) -> Bounds:
+def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: Any = None) -> Bounds:
     """Action bounds in the model's action space: DROID's delta-pose limits, or the env's own box."""
     if config.get("data", {}).get("action_mode", "delta_pose") == "delta_pose":
         bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed=fixed)
@@ -49,22 +114,15 @@ def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: gym.Env |
     return bounds
 
 
-#: `mpc.readout_weight: null` means this weight for checkpoints with a state readout, 0 for the others.
-DEFAULT_READOUT_WEIGHT = 5.0
+def resolve_mpc(model: WorldModelLike, mpc: MPCConfig) -> MPCConfig:
+    """`mpc` with `readout_weight: None` resolved from whether the model has a readout."""
+    if mpc.readout_weight is not None:
+        return mpc
+    has_readout = getattr(model, "readout", None) is not None
+    return dataclasses.replace(mpc, readout_weight=DEFAULT_READOUT_WEIGHT if has_readout else 0.0)
 
 
-def mpc_config(model: WorldModel, mpc: Any) -> MPCConfig:
-    """MPCConfig from the `mpc` section; resolves `readout_weight: null` from whether the model has a readout."""
-    values = dict(mpc)
-    if values.get("readout_weight") is None:
-        values["readout_weight"] = DEFAULT_READOUT_WEIGHT if getattr(model, "readout", None) is not None else 0.0
-    return MPCConfig(**values)
-
-
-def build_planner(model: WorldModel, config: dict[str, Any], cfg: Any, device: torch.device, seed: int,
-                  env: gym.Env | None = None) -> MPCPlanner:
-    """An MPC planner from a cem_goal-style config (`solver`, `mpc`, `fixed_dims`)."""
-    fixed = {int(k): float(v) for k, v in (cfg.fixed_dims or {}).items()}
-    solver_args = {k: v for k, v in dict(cfg.solver).items() if k != "name"}
-    solver = make_solver(cfg.solver.name, seed=seed, **solver_args)
-    return MPCPlanner(model, solver, model_bounds(config, fixed, env), mpc_config(model, cfg.mpc), device)
+def build_planner(model: WorldModelLike, model_config: dict[str, Any], solver: SolverConfig, mpc: MPCConfig,
+                  fixed: dict[int, float], device: torch.device, seed: int, env: Any = None) -> MPCPlanner:
+    """An MPC planner over `model` with the given solver and MPC settings."""
+    return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env), resolve_mpc(model, mpc), device)

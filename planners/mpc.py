@@ -2,38 +2,36 @@
 
 The context is the model's full history of real observations (its `history` latest frames, the
 actions executed between them and their states), not a single frame. Past frames are encoded once
-and kept. Works with any gymnasium env whose observation is a dict with `pixels` (and `state`), or
-that renders `rgb_array`; the goal image comes from `info["goal_image"]` or `env.unwrapped.goal_image()`.
+and kept. The cost is the sum of the terms `MPCConfig` asks for (planners.costs).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from planners.costs import latent_cost
-from planners.solvers import Bounds, Solver
+from planners.costs import LatentGoalCost, ReadoutGoalCost, StateGoalCost, rollout_cost
+from planners.protocols import Bounds, CostTerm, Solver, WorldModelLike
 
 
 @dataclass
 class MPCConfig:
     horizon: int = 1
     execute: int = 1  # actions executed per plan
-    metric: str = "l1"
-    final_only: bool = True
-    state_weight: float = 0.0
-    readout_weight: float = 0.0  # weight of the model's state-readout distance (metres) in the cost
+    metric: str = "l1"  # l1 | l2
+    final_only: bool = True  # cost at the end of the horizon (else summed over it)
+    state_weight: float = 0.0  # true goal state term: oracle checks only
+    readout_weight: float | None = 0.0  # weight of the model's state-readout distance (metres); None: resolved later
 
 
 class MPCPlanner:
     """Holds the goal and the observed history; `act` returns the next actions to execute."""
 
-    def __init__(self, model: Any, solver: Solver, bounds: Bounds, config: MPCConfig, device: str | torch.device = "cpu"):
+    def __init__(self, model: WorldModelLike, solver: Solver, bounds: Bounds, config: MPCConfig,
+                 device: str | torch.device = "cpu"):
         if config.execute > config.horizon:
             raise ValueError(f"cannot execute {config.execute} actions of a {config.horizon}-step plan")
         if config.readout_weight and getattr(model, "readout", None) is None:
@@ -57,6 +55,16 @@ class MPCPlanner:
         pixels = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None, None].to(self.device)
         return self.model.encode(pixels)[0, 0]  # (N, D)
 
+    def cost_terms(self, states: torch.Tensor | None) -> list[CostTerm]:
+        """The terms of the cost toward the current goal, as the config asks."""
+        c = self.config
+        terms: list[CostTerm] = [LatentGoalCost(self.z_goal, c.metric, c.final_only)]
+        if c.readout_weight:
+            terms.append(ReadoutGoalCost(self.model.readout, self.z_goal, c.readout_weight, c.final_only))
+        if c.state_weight and self.goal_state is not None and states is not None:
+            terms.append(StateGoalCost(states[-1, :3], self.goal_state[:3].to(self.device), c.state_weight))
+        return terms
+
     def act(self, frame: np.ndarray, state: np.ndarray | None = None) -> torch.Tensor:
         """Observe one frame (H, W, 3) uint8 (and state), plan, return the next (k, A) actions."""
         if self.z_goal is None:
@@ -66,12 +74,9 @@ class MPCPlanner:
         if state is not None:
             self.states = (self.states + [torch.as_tensor(state, dtype=torch.float32)])[-h:]
         context = torch.stack(self.latents)
-        past = torch.stack(self.executed[-(len(self.latents) - 1):]) if len(self.latents) > 1 else None
+        past = torch.stack(self.executed[-(len(self.latents) - 1):]).to(self.device) if len(self.latents) > 1 else None
         states = torch.stack(self.states).to(self.device) if self.states and self.model.uses_states else None
-        cost = latent_cost(self.model, context, self.z_goal, self.config.metric, self.config.final_only,
-                           None if past is None else past.to(self.device), states,
-                           None if self.goal_state is None else self.goal_state.to(self.device), self.config.state_weight,
-                           getattr(self.model, "readout", None), self.config.readout_weight)
+        cost = rollout_cost(self.model, context, self.cost_terms(states), past, states)
         init = None
         if self.plan is not None:  # warm start: the previous plan shifted by what was executed
             init = self.plan[self.config.execute:]
@@ -82,86 +87,3 @@ class MPCPlanner:
         chosen = self.plan[: self.config.execute]
         self.executed = (self.executed + list(chosen))[-h:]
         return chosen
-
-
-@dataclass
-class EpisodeResult:
-    success: bool
-    final_distance: float
-    steps: int
-    plan_seconds_per_step: float
-    frames: list[np.ndarray] = field(repr=False, default_factory=list)
-    goal_image: np.ndarray | None = field(repr=False, default=None)
-
-
-def observe(env: Any, obs: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """(pixels, state) from a Dict observation, or from render() and no state."""
-    if isinstance(obs, dict) and "pixels" in obs:
-        return obs["pixels"], obs.get("state")
-    return env.render(), None
-
-
-def run_episode(env: Any, planner: MPCPlanner, max_steps: int, seed: int | None = None,
-                to_env_action: Callable[[np.ndarray, Any], np.ndarray] | None = None,
-                record: bool = True, reset_options: dict[str, Any] | None = None,
-                goal_image: np.ndarray | None = None) -> EpisodeResult:
-    """One goal-reaching episode: reset, plan toward the goal image (the env's, unless `goal_image` is
-    given), stop on success or after max_steps."""
-    obs, info = env.reset(seed=seed, options=reset_options)
-    goal = goal_image if goal_image is not None else info.get("goal_image") if isinstance(info, dict) else None
-    if goal is None:
-        goal = env.unwrapped.goal_image()
-    planner.reset(goal, info.get("goal_state"))
-    frames, steps = [], 0
-    success = bool(info.get("is_success", False))
-    distance = float(info.get("distance", np.nan))
-    while steps < max_steps and not success:
-        pixels, state = observe(env, obs)
-        if record:
-            frames.append(pixels)
-        for action in planner.act(pixels, state).numpy():
-            env_action = to_env_action(action, obs) if to_env_action else action
-            obs, _, terminated, truncated, info = env.step(env_action)
-            steps += 1
-            success = bool(info.get("is_success", False))
-            distance = float(info.get("distance", np.nan))
-            if success or terminated or truncated or steps >= max_steps:
-                break
-        if terminated or truncated:
-            break
-    if record:
-        frames.append(observe(env, obs)[0])
-    return EpisodeResult(success, distance, steps, float(np.mean(planner.plan_seconds)) if planner.plan_seconds else 0.0,
-                         frames, goal)
-
-
-def run_policy_episode(env: Any, policy: Any, max_steps: int, seed: int | None = None,
-                       record: bool = True, reset_options: dict[str, Any] | None = None) -> EpisodeResult:
-    """A baseline episode with an `envs.policies` policy (random, scripted expert), scored like `run_episode`."""
-    obs, info = env.reset(seed=seed, options=reset_options)
-    policy.reset(env.unwrapped, seed if seed is not None else 0)
-    goal = info.get("goal_image")
-    frames = [observe(env, obs)[0]] if record else []
-    success, distance, steps = bool(info.get("is_success", False)), float(info.get("distance", np.nan)), 0
-    while steps < max_steps and not success:
-        obs, _, terminated, truncated, info = env.step(policy(obs))
-        steps += 1
-        success, distance = bool(info.get("is_success", False)), float(info.get("distance", np.nan))
-        if record:
-            frames.append(observe(env, obs)[0])
-        if terminated or truncated:
-            break
-    return EpisodeResult(success, distance, steps, 0.0, frames, goal)
-
-
-def delta_gripper_to_target(model_actions: np.ndarray, gripper: float) -> np.ndarray:
-    """Delta-pose actions (H, 7) with the gripper as a change -> env/robot actions with an absolute gripper target."""
-    out = np.asarray(model_actions, dtype=np.float32).copy()
-    out[:, 6] = np.clip(gripper + np.cumsum(out[:, 6]), 0.0, 1.0)
-    return out
-
-
-def franka_delta_pose_adapter(action: np.ndarray, obs: Any) -> np.ndarray:
-    """Delta-pose model actions (dgripper) -> our Franka env's actions (absolute gripper target)."""
-    current = float(obs["state"][6]) if isinstance(obs, dict) and "state" in obs else 0.0
-    return delta_gripper_to_target(np.asarray(action)[None], current)[0]

@@ -13,16 +13,18 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import imageio.v2 as imageio
 import numpy as np
-from omegaconf import OmegaConf
 
+from common.config import build_config
 from common.droid import (
     CARTESIAN_DELTA_ACTION,
     CARTESIAN_KEY,
+    CONTROL_HZ,
     EXTERIOR_CAMERA,
     FRANKA_ACTION_KEYS,
     GOAL_KEY,
@@ -37,47 +39,74 @@ from envs.safety import SafetyLayer, SafetyLimits, SafetyStop
 from planners.client import PlanningClient, ServerError
 
 
-def make_robot(cfg: Any) -> Robot:
-    limits = OmegaConf.to_container(cfg.safety) if OmegaConf.is_config(cfg.safety) else dict(cfg.safety)
-    safety = SafetyLayer(SafetyLimits(**{k: tuple(v) if isinstance(v, list) else v for k, v in limits.items()}))
-    if cfg.robot == "sim":
+@dataclass
+class FrankyConfig:
+    host: str = "172.16.0.2"
+    camera: str | None = None  # module:function -> uint8 (H, W, 3) exterior frame
+    dynamics_factor: float = 0.1  # franky relative dynamics (velocity/acceleration/jerk scale)
+    home: list[float] | None = None  # joint positions to move to at reset
+
+
+@dataclass
+class RobotRunConfig:
+    """configs/run_robot.yaml."""
+
+    robot: str = "sim"  # sim | franky
+    server: str = "ws://127.0.0.1:8000"
+    env_id: str = "FrankaReach-v0"  # robot=sim
+    env_kwargs: dict[str, Any] | None = None
+    seed: int = 0
+    goal_image: str | None = None  # PNG/JPG of the goal from the exterior camera (required for franky)
+    max_steps: int = 30
+    control_hz: float = CONTROL_HZ
+    stop_on_success: bool = True  # sim knows success; a real robot runs max_steps
+    record: str | None = "runs/robot/episode.h5"  # Droid-style HDF5 of the episode (null: none)
+    connect_timeout_s: float = 30.0
+    request_timeout_s: float = 10.0  # no reply in time stops the episode
+    franky: FrankyConfig = field(default_factory=FrankyConfig)
+    safety: SafetyLimits = field(default_factory=SafetyLimits)
+
+
+def make_robot(config: RobotRunConfig) -> Robot:
+    safety = SafetyLayer(config.safety)
+    if config.robot == "sim":
         import envs  # noqa: F401 - registers the ids
 
-        return SimRobot(cfg.env_id, safety=safety, **dict(cfg.env_kwargs or {}))
-    if cfg.robot == "franky":
-        f = cfg.franky
+        return SimRobot(config.env_id, safety=safety, **dict(config.env_kwargs or {}))
+    if config.robot == "franky":
+        f = config.franky
         if not f.camera:
             raise ValueError("robot=franky needs franky.camera=module:function returning the exterior camera frame")
         module, name = str(f.camera).split(":")
         camera = getattr(importlib.import_module(module), name)
         return FrankyRobot(f.host, camera, safety, f.dynamics_factor, home=list(f.home) if f.home else None)
-    raise ValueError(f"robot must be 'sim' or 'franky', got {cfg.robot!r}")
+    raise ValueError(f"robot must be 'sim' or 'franky', got {config.robot!r}")
 
 
-def run(cfg: Any, robot: Robot | None = None) -> dict[str, Any]:
+def run(config: RobotRunConfig, robot: Robot | None = None) -> dict[str, Any]:
     """One episode; returns its summary. `robot` overrides the one the config names."""
-    robot = robot or make_robot(cfg)
-    obs = robot.reset(seed=cfg.seed)
-    if cfg.goal_image:
-        goal = np.asarray(imageio.imread(cfg.goal_image))[..., :3].astype(np.uint8)
+    robot = robot or make_robot(config)
+    obs = robot.reset(seed=config.seed)
+    if config.goal_image:
+        goal = np.asarray(imageio.imread(config.goal_image))[..., :3].astype(np.uint8)
     elif isinstance(robot, SimRobot):
         goal = robot.goal_image()
     else:
         raise ValueError("pass goal_image=PATH (a PNG/JPG of the goal seen from the exterior camera)")
-    client = PlanningClient(cfg.server, connect_timeout=cfg.connect_timeout_s, timeout=cfg.request_timeout_s)
-    out = Path(cfg.record) if cfg.record else None
+    client = PlanningClient(config.server, connect_timeout=config.connect_timeout_s, timeout=config.request_timeout_s)
+    out = Path(config.record) if config.record else None
     writer = None
     if out is not None:
-        writer = EpisodeWriter(out, cameras=[EXTERIOR_CAMERA], control_hz=cfg.control_hz, action_space=CARTESIAN_DELTA_ACTION,
-                               robot_type=f"franka_{cfg.robot}", task="goal_reaching",
-                               attrs={"server": cfg.server, "model": str(client.metadata.get("model")), "seed": cfg.seed})
-    period = 1.0 / cfg.control_hz
+        writer = EpisodeWriter(out, cameras=[EXTERIOR_CAMERA], control_hz=config.control_hz, action_space=CARTESIAN_DELTA_ACTION,
+                               robot_type=f"franka_{config.robot}", task="goal_reaching",
+                               attrs={"server": config.server, "model": str(client.metadata.get("model")), "seed": config.seed})
+    period = 1.0 / config.control_hz
     pending: list[np.ndarray] = []
     stop_reason, success, steps, overruns, plan_ms, rtt_ms = "max_steps", False, 0, 0, [], []
     first = True
     next_tick = time.monotonic()
     try:
-        for steps in range(1, cfg.max_steps + 1):  # noqa: B007 - steps is reported after the loop
+        for steps in range(1, config.max_steps + 1):  # noqa: B007 - steps is reported after the loop
             if not pending:
                 request = {IMAGE_KEY: obs[IMAGE_KEY], CARTESIAN_KEY: obs[CARTESIAN_KEY],
                            GRIPPER_KEY: obs[GRIPPER_KEY]}
@@ -104,7 +133,7 @@ def run(cfg: Any, robot: Robot | None = None) -> dict[str, Any]:
                 next_tick = time.monotonic()
             obs = robot.observe()
             success = bool(getattr(robot, "info", {}).get("is_success", False))
-            if success and cfg.stop_on_success:
+            if success and config.stop_on_success:
                 stop_reason = "success"
                 break
     except (SafetyStop, ServerError, TimeoutError, ConnectionError) as err:
@@ -126,8 +155,9 @@ def run(cfg: Any, robot: Robot | None = None) -> dict[str, Any]:
 
 
 def main(cfg: Any) -> None:
-    summary = run(cfg)
-    print(f"{cfg.robot} robot: {'success' if summary['success'] else 'no success'} after {summary['steps']} steps "
+    config = build_config(RobotRunConfig, cfg)
+    summary = run(config)
+    print(f"{config.robot} robot: {'success' if summary['success'] else 'no success'} after {summary['steps']} steps "
           f"({summary['stop_reason']}), final distance {summary['final_distance']:.3f}, "
           f"{summary['overruns']} control-period overruns, recorded {summary['recorded']}")
     print(json.dumps(summary))

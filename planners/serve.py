@@ -28,12 +28,24 @@ import torch
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from common.config import build_config
 from common.device import pick_device
-from common.droid import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY, RESET_KEY
+from common.droid import (
+    ACTION_DIM,
+    ACTION_NAMES,
+    CARTESIAN_DELTA_ACTION,
+    CARTESIAN_KEY,
+    CONTROL_HZ,
+    GOAL_KEY,
+    GRIPPER_DIM,
+    GRIPPER_KEY,
+    IMAGE_KEY,
+    RESET_KEY,
+)
 from common.seeding import derive_seed
 from datasets.transforms import resize_uint8
-from planners.factory import build_planner, load_model
-from planners.mpc import delta_gripper_to_target
+from planners.actions import delta_gripper_to_target
+from planners.factory import PlanConfig, build_planner, load_model, model_bounds, resolve_mpc
 from planners.protocol import (
     OBSERVATION_KEYS,
     Observation,
@@ -45,7 +57,17 @@ from planners.protocol import (
 )
 
 log = logging.getLogger("planners.serve")
-ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
+
+
+@dataclass
+class ServeConfig(PlanConfig):
+    """configs/serve.yaml: cem_goal's planner settings plus the server's."""
+
+    host: str = "0.0.0.0"
+    port: int = 8000  # 0: any free port (printed at start)
+    control_hz: float = CONTROL_HZ  # the rate the robot runs at (sent to clients in the metadata)
+    max_image_side: int = 1024  # larger images are refused with an error reply
+    max_message_bytes: int = 16 * 2**20  # larger websocket messages close that connection (the server stays up)
 
 
 @dataclass
@@ -60,7 +82,8 @@ class Session:
 
     def __init__(self, service: PlanningService, seed: int):
         self.service, self.seed, self.plans = service, seed, 0
-        self.planner = build_planner(service.model, service.config, service.cfg, service.device, seed)
+        c = service.config
+        self.planner = build_planner(service.model, service.model_config, c.solver, c.mpc, c.fixed(), service.device, seed)
         self.goal: np.ndarray | None = None
 
     def parse(self, message: Any) -> Request:
@@ -103,28 +126,29 @@ class Session:
 class PlanningService:
     """The model, its settings and the metadata every client receives on connect."""
 
-    def __init__(self, cfg: Any):
-        self.cfg = cfg
-        self.device = pick_device(cfg.device)
-        self.model, self.config, self.checkpoint = load_model(cfg.checkpoint, self.device)
-        if self.config.get("data", {}).get("action_mode", "delta_pose") != "delta_pose":
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.device = pick_device(config.device)
+        self.model, self.model_config, self.checkpoint = load_model(config.checkpoint, self.device)
+        if self.model_config.get("data", {}).get("action_mode", "delta_pose") != "delta_pose":
             raise ValueError(f"{self.checkpoint}: the server speaks Cartesian delta-pose actions; this model was "
                              f"trained on recorded env actions")
-        self.image_size = int(self.config.get("data", {}).get("image_size", 64))
-        self.max_image_side = int(cfg.max_image_side)
-        reference = build_planner(self.model, self.config, cfg, self.device, 0)  # for its bounds and cost settings
-        bounds = reference.bounds
+        self.image_size = int(self.model_config.get("data", {}).get("image_size", 64))
+        self.max_image_side = int(config.max_image_side)
+        bounds = model_bounds(self.model_config, config.fixed())
         low, high = bounds.low.numpy().copy(), bounds.high.numpy().copy()
-        low[6], high[6] = 0.0, 1.0
+        low[GRIPPER_DIM], high[GRIPPER_DIM] = 0.0, 1.0  # the robot side gets an absolute gripper target
+        mpc = resolve_mpc(self.model, config.mpc)
         self.metadata = {
-            "model": self.config["family"], "checkpoint": self.checkpoint.name, "protocol": "openpi-websocket-msgpack",
-            "control_hz": float(cfg.control_hz), "action_horizon": int(cfg.mpc.execute),
-            "planning_horizon": int(cfg.mpc.horizon), "image_size": self.image_size,
-            "action_space": {"type": "cartesian_delta", "dim": 7, "names": ACTION_NAMES, "low": low, "high": high,
-                             "frame": "base; rotation applied as R(delta) @ R", "gripper": "absolute target, 0 open .. 1 closed"},
+            "model": self.model_config["family"], "checkpoint": self.checkpoint.name,
+            "protocol": "openpi-websocket-msgpack", "control_hz": float(config.control_hz),
+            "action_horizon": int(mpc.execute), "planning_horizon": int(mpc.horizon), "image_size": self.image_size,
+            "action_space": {"type": CARTESIAN_DELTA_ACTION, "dim": ACTION_DIM, "names": list(ACTION_NAMES), "low": low,
+                             "high": high, "frame": "base; rotation applied as R(delta) @ R",
+                             "gripper": "absolute target, 0 open .. 1 closed"},
             "observation_keys": [IMAGE_KEY, CARTESIAN_KEY, GRIPPER_KEY], "goal_key": GOAL_KEY, "reset_key": RESET_KEY,
             "max_image_side": self.max_image_side,
-            "cost": {"metric": reference.config.metric, "readout_weight": reference.config.readout_weight},
+            "cost": {"metric": mpc.metric, "readout_weight": mpc.readout_weight},
         }
 
     def resize(self, image: np.ndarray) -> np.ndarray:
@@ -142,7 +166,7 @@ class PlanningServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.clients += 1
-        session = Session(self.service, seed=int(self.service.cfg.seed))  # same requests, same replies
+        session = Session(self.service, seed=int(self.service.config.seed))  # same requests, same replies
         loop = asyncio.get_running_loop()
         await ws.send(packb(self.service.metadata))
         prev_total_ms = None
@@ -213,8 +237,9 @@ def spawn(checkpoint: str | Path, *overrides: str, timeout: float = 120.0) -> tu
 
 
 def main(cfg: Any) -> None:
+    config = build_config(ServeConfig, cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    server = PlanningServer(PlanningService(cfg), cfg.host, int(cfg.port), int(cfg.max_message_bytes))
+    server = PlanningServer(PlanningService(config), config.host, int(config.port), int(config.max_message_bytes))
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

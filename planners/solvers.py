@@ -8,45 +8,13 @@ Solvers are seeded (their own torch.Generator) and deterministic on CPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import torch
 
-CostFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class Bounds:
-    """Per-dimension action bounds, and dimensions held fixed (e.g. rotation deltas at zero)."""
-
-    low: torch.Tensor
-    high: torch.Tensor
-    fixed: dict[int, float] = field(default_factory=dict)
-
-    def clip(self, actions: torch.Tensor) -> torch.Tensor:
-        out = torch.maximum(torch.minimum(actions, self.high), self.low)
-        for dim, value in self.fixed.items():
-            out[..., dim] = value
-        return out
-
-    @classmethod
-    def droid(cls, max_pos: float = 0.075, max_rot: float = 0.15, gripper: tuple[float, float] = (0.0, 1.0),
-              fixed: dict[int, float] | None = None) -> Bounds:
-        low = torch.tensor([-max_pos] * 3 + [-max_rot] * 3 + [gripper[0]])
-        high = torch.tensor([max_pos] * 3 + [max_rot] * 3 + [gripper[1]])
-        return cls(low, high, dict(fixed or {}))
-
-
-@dataclass
-class PlanResult:
-    actions: torch.Tensor  # (H, A) best sequence
-    cost: float
-    iterations: int
+from planners.protocols import Bounds, CostFn, PlanResult
 
 
 class Solver:
-    """Interface: `solve(cost, horizon, bounds, init=None) -> PlanResult`; `init` warm-starts the mean."""
+    """Base of the sampling solvers (planners.protocols.Solver): a seeded generator, the initial mean, sampling."""
 
     def __init__(self, seed: int = 0):
         self.generator = torch.Generator().manual_seed(seed)

@@ -11,11 +11,14 @@ from hydra import compose, initialize_config_dir
 
 import envs  # noqa: F401
 from common.cli import CONFIG_DIR
-from planners.mpc import MPCConfig, MPCPlanner, franka_delta_pose_adapter, run_episode
-from planners.solvers import Bounds, make_solver
+from planners.actions import franka_delta_pose_adapter
+from planners.episodes import PlannerAgent, run_episode
+from planners.mpc import MPCConfig, MPCPlanner
+from planners.protocols import Bounds
+from planners.solvers import make_solver
 from recipes.collect import CollectConfig, collect
 from world_model.models import load_world_model
-from world_model.train import train
+from world_model.train import train, train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +34,7 @@ def tiny_lewm(tmp_path_factory):
                  "model.encoder.embed_dim=32", "model.encoder.projector_hidden=64", "model.predictor.width=48",
                  "model.predictor.depth=2", "model.predictor.num_heads=4", "model.sigreg_projections=64"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        train(compose("train", overrides=overrides))
+        train(train_config(compose("train", overrides=overrides)))
     return base / "run" / "checkpoints" / "last"
 
 
@@ -42,7 +45,7 @@ def test_mpc_uses_the_history_and_stays_in_bounds(tiny_lewm):
         bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
         planner = MPCPlanner(model, make_solver("cem", samples=32, elites=4, iterations=2), bounds,
                              MPCConfig(horizon=3, execute=1))
-        result = run_episode(env, planner, max_steps=5, seed=0, to_env_action=franka_delta_pose_adapter)
+        result = run_episode(env, PlannerAgent(planner, franka_delta_pose_adapter), max_steps=5, seed=0)
         assert result.steps == 5 or result.success
         assert len(planner.latents) == model.history  # the context holds the model's full history
         assert len(planner.executed) == model.history

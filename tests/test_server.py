@@ -19,6 +19,15 @@ from planners.serve import spawn
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def robot_run_config(overrides):
+    from hydra import compose
+
+    from common.config import build_config
+    from planners.run_robot import RobotRunConfig
+
+    return build_config(RobotRunConfig, compose("run_robot", overrides=overrides))
+
+
 def start_server(checkpoint: Path, *overrides: str) -> tuple[subprocess.Popen, int]:
     return spawn(checkpoint, "device=cpu", "solver.samples=16", "solver.elites=4", "solver.iterations=2", *overrides)
 
@@ -171,7 +180,7 @@ def test_openpi_client_works_unmodified(server):
 
 
 def test_run_robot_records_a_droid_episode_through_the_server(server, tmp_path):
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
 
     from common.cli import CONFIG_DIR
     from datasets.validate import check_episode
@@ -179,7 +188,7 @@ def test_run_robot_records_a_droid_episode_through_the_server(server, tmp_path):
 
     out = tmp_path / "episode.h5"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose("run_robot", overrides=[f"server=ws://127.0.0.1:{server}", "max_steps=5", f"record={out}",
+        cfg = robot_run_config(overrides=[f"server=ws://127.0.0.1:{server}", "max_steps=5", f"record={out}",
                                               "env_kwargs={image_size: 32}", "control_hz=50"])
     summary = run(cfg)
     assert summary["steps"] == 5 and summary["stop_reason"] in ("max_steps", "success")
@@ -193,7 +202,7 @@ def test_run_robot_records_a_droid_episode_through_the_server(server, tmp_path):
 
 
 def test_run_robot_stops_on_a_lost_server_and_keeps_what_it_recorded(tmp_path):
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
 
     from common.cli import CONFIG_DIR
     from planners.run_robot import run
@@ -202,7 +211,7 @@ def test_run_robot_stops_on_a_lost_server_and_keeps_what_it_recorded(tmp_path):
     proc, port = start_server(checkpoint)
     out = tmp_path / "episode.h5"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose("run_robot", overrides=[f"server=ws://127.0.0.1:{port}", "max_steps=200", f"record={out}",
+        cfg = robot_run_config(overrides=[f"server=ws://127.0.0.1:{port}", "max_steps=200", f"record={out}",
                                               "env_kwargs={image_size: 32}", "request_timeout_s=5"])
     threading.Timer(3.0, proc.kill).start()  # the server dies mid-episode
     summary = run(cfg)
@@ -214,7 +223,7 @@ def test_run_robot_stops_on_a_lost_server_and_keeps_what_it_recorded(tmp_path):
 @pytest.mark.slow
 def test_sim_robot_reaches_goals_through_the_server_with_the_shipped_model(tmp_path):
     """The shipped default model, served over loopback, drives the sim robot to held-out goals."""
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
 
     from common.cli import CONFIG_DIR
     from common.seeding import evaluation_seed
@@ -225,7 +234,7 @@ def test_sim_robot_reaches_goals_through_the_server_with_the_shipped_model(tmp_p
         results = []
         for episode in range(3):
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-                cfg = compose("run_robot", overrides=[f"server=ws://127.0.0.1:{port}", "max_steps=30",
+                cfg = robot_run_config(overrides=[f"server=ws://127.0.0.1:{port}", "max_steps=30",
                                                       f"seed={evaluation_seed(0, episode)}", "record=null",
                                                       "control_hz=1000"])
             results.append(run(cfg))

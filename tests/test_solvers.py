@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from planners.costs import latent_cost
-from planners.solvers import Bounds, make_solver
+from planners.costs import LatentGoalCost, ReadoutGoalCost, rollout_cost
+from planners.protocols import Bounds
+from planners.solvers import make_solver
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
 from world_model.encoder import EncoderConfig, VideoViT
 from world_model.models import JEPAWorldModel
@@ -42,8 +43,8 @@ def random_model():
 @pytest.mark.parametrize("name", sorted(SOLVER_ARGS))
 def test_solvers_on_a_random_model_respect_bounds_shape_and_seed(random_model, name):
     z = torch.randn(2, 16, 96)
-    cost = latent_cost(random_model, z, torch.randn(16, 96), states=torch.zeros(2, 7),
-                       context_actions=torch.zeros(1, 7))
+    cost = rollout_cost(random_model, z, [LatentGoalCost(torch.randn(16, 96))], states=torch.zeros(2, 7),
+                        context_actions=torch.zeros(1, 7))
     bounds = Bounds.droid(fixed={3: 0.0, 4: 0.0, 5: 0.0})
     results = [make_solver(name, seed=3, **SOLVER_ARGS[name]).solve(cost, 3, bounds) for _ in range(2)]
     plan = results[0].actions
@@ -65,7 +66,7 @@ def test_solvers_reach_the_closed_form_optimum_of_a_linear_toy(name, tolerance):
     a_star = torch.tensor([0.04, -0.02, 0.05])  # inside the 0.075 bounds
     goal = z0[0] + a_star @ a.T
     bounds = Bounds(torch.full((3,), -0.075), torch.full((3,), 0.075))
-    cost = latent_cost(model, z0, goal, metric="l2")
+    cost = rollout_cost(model, z0, [LatentGoalCost(goal, metric="l2")])
     args = {"cem": dict(samples=400, elites=20, iterations=25, min_std=0.001),
             "mppi": dict(samples=400, iterations=30, temperature=1e-5, min_std=0.001),
             "gradient": dict(iterations=300, lr=0.003)}[name]
@@ -78,7 +79,7 @@ def test_optimum_on_the_bound_is_projected():
     model = LinearToy(a)
     goal = torch.tensor([[1.0, -1.0]])  # far outside: the optimum is the corner of the box
     bounds = Bounds(torch.full((2,), -0.075), torch.full((2,), 0.075))
-    cost = latent_cost(model, torch.zeros(1, 1, 2), goal, metric="l2")
+    cost = rollout_cost(model, torch.zeros(1, 1, 2), [LatentGoalCost(goal, metric="l2")])
     for name in ("cem", "mppi", "gradient"):
         plan = make_solver(name, seed=0).solve(cost, 1, bounds).actions[0]
         torch.testing.assert_close(plan, torch.tensor([0.075, -0.075]), atol=2e-3, rtol=0)
@@ -104,23 +105,24 @@ def test_readout_term_adds_the_metric_distance_between_predicted_and_goal_readou
     readout.set_normalisation(torch.tensor([0.5, -0.2]), torch.tensor([2.0, 0.5]))
     z0, goal = torch.randn(1, 1, 3), torch.randn(1, 3)
     actions = 0.05 * torch.randn(6, 2, 3)
-    plain = latent_cost(model, z0, goal)(actions)
-    with_readout = latent_cost(model, z0, goal, readout=readout, readout_weight=3.0)(actions)
+    plain = rollout_cost(model, z0, [LatentGoalCost(goal)])(actions)
+    with_readout = rollout_cost(model, z0, [LatentGoalCost(goal), ReadoutGoalCost(readout, goal, 3.0)])(actions)
     reached = model.rollout(z0.expand(6, 1, 1, 3), actions)[:, -1]
     metres = (readout(reached) - readout(goal)).norm(dim=-1)
     torch.testing.assert_close(with_readout, plain + 3.0 * metres)
     with pytest.raises(ValueError, match="state readout"):
-        latent_cost(model, z0, goal, readout=None, readout_weight=1.0)
+        ReadoutGoalCost(None, goal, 1.0)
     with pytest.raises(ValueError, match="readout_weight"):
         MPCPlanner(model, make_solver("cem"), Bounds.droid(), MPCConfig(readout_weight=1.0))
 
 
 def test_readout_weight_null_resolves_from_the_checkpoint():
-    from planners.factory import DEFAULT_READOUT_WEIGHT, mpc_config
+    from planners.factory import DEFAULT_READOUT_WEIGHT, resolve_mpc
+    from planners.mpc import MPCConfig
     from world_model.models import StateReadout
 
     model = LinearToy(torch.eye(3))
-    assert mpc_config(model, {"horizon": 2, "readout_weight": None}).readout_weight == 0.0
+    assert resolve_mpc(model, MPCConfig(horizon=2, readout_weight=None)).readout_weight == 0.0
     model.readout = StateReadout(3, [0, 1, 2])
-    assert mpc_config(model, {"horizon": 2, "readout_weight": None}).readout_weight == DEFAULT_READOUT_WEIGHT
-    assert mpc_config(model, {"horizon": 2, "readout_weight": 0.0}).readout_weight == 0.0
+    assert resolve_mpc(model, MPCConfig(horizon=2, readout_weight=None)).readout_weight == DEFAULT_READOUT_WEIGHT
+    assert resolve_mpc(model, MPCConfig(horizon=2, readout_weight=0.0)).readout_weight == 0.0

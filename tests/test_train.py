@@ -12,7 +12,8 @@ from recipes.collect import CollectConfig, collect
 from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT
 from world_model.feature_cache import Preprocessing, build_cache
-from world_model.train import load_world_model, train
+from world_model.models import load_world_model
+from world_model.train import _clips, train, train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LEWM = ["model=lewm", "model.encoder.img_size=32", "model.encoder.depth=2", "model.encoder.width=48",
@@ -41,7 +42,7 @@ def encoder_ckpt(tmp_path_factory):
 
 def _cfg(overrides):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose("train", overrides=overrides)
+        return train_config(compose("train", overrides=overrides))
 
 
 def _common(data, out, steps=12):
@@ -126,15 +127,15 @@ def test_lewm_state_readout_learns_the_position_and_ships_in_the_checkpoint(sim_
 
 
 def test_vjepa_state_readout_trains_with_the_predictor_and_leaves_the_encoder_frozen(sim_data, encoder_ckpt, tmp_path):
-    from world_model.train import _clips, _model_and_config, compute_loss
+    from world_model.train import initial_model
 
     cfg = _cfg(TINY_AC + [f"model.encoder_checkpoint={encoder_ckpt}", "model.readout_weight=1.0"]
                + _common(sim_data, tmp_path))
-    clips = _clips(cfg, "train", cfg.model.history + cfg.model.rollout_steps)
-    model, config = _model_and_config(cfg, clips.action_dim)
+    clips = _clips(cfg.data, "train", cfg.model.history + cfg.model.rollout_steps)
+    model, config = initial_model(cfg, clips.action_dim)
     assert config["readout"] == {"dims": [0, 1, 2]}
     batch = torch.utils.data.default_collate([clips[i] for i in range(4)])
-    loss, parts = compute_loss(model, batch, cfg, torch.device("cpu"), 0, distributed=False)
+    loss, parts = model.loss(batch, distributed=False)
     loss.backward()
     assert parts["readout"] > 0 and model.readout.linear.weight.grad.abs().sum() > 0
     assert model.predictor.output_proj.weight.grad is not None

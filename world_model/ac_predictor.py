@@ -11,8 +11,7 @@ Output at frame t predicts the encoder tokens of frame t + 1.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -31,9 +30,6 @@ class ACPredictorConfig:
     action_dim: int = 7
     state_dim: int = 7  # 0: no proprioceptive input
     max_frames: int = 64
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def frame_causal_mask(num_frames: int, tokens_per_frame: int, device: torch.device) -> torch.Tensor:

@@ -1,35 +1,45 @@
-"""The world-model contract (DESIGN.md, contract 2) and its two families.
+"""The world-model contract (DESIGN: contract 2) and its families, each a class that knows its own loss.
 
 Every model offers, on batched tensors:
-- `encode(frames (B, T, 3, H, W)) -> z (B, T, N, D)`;
+- `encode(frames (B, T, 3, H, W) uint8) -> z (B, T, N, D)`;
 - `predict(z, actions (B, T, A), states (B, T, S) | None) -> z_next (B, T, N, D)`, frame t predicting t + 1;
-- `rollout(z_context (B, C, N, D), actions (B, H, A), context_actions, states) -> z_future (B, H, N, D)`.
+- `rollout(z_context (B, C, N, D), actions (B, H, A), context_actions, states) -> z_future (B, H, N, D)`:
+  the one autoregressive rollout, used by training (its multistep loss) and by the planners;
+- `loss(batch) -> (loss, parts)`: the family's training loss on a batch of clips (nanoGPT-style), the
+  state-readout term included.
 
 `rollout` keeps only the model's `history` latest frames as context, applies the planned action h
 at the last frame, appends the prediction and repeats: one predictor call per step for all B
-candidates together. States, when the model uses them, are carried forward by adding the action
-(exact for position and gripper; Euler-angle addition approximates the rotation composition for
-the small per-step rotations planners use).
+candidates together. States, when the model uses them, are the given `future_states` (training: the
+recorded ones) or carried forward by adding the action (exact for position and gripper; Euler-angle
+addition approximates the rotation composition for the small per-step rotations planners use).
 
-A model may carry a `StateReadout`: a linear map from a frame's latent to proprioceptive
-dimensions (the end-effector position by default), trained with the world model. Planners read
-predicted and goal latents through it (`mpc.readout_weight`), a cost in metres.
+A family is a subclass with a `family` name, a `Settings` dataclass (the `model:` section of
+configs/train.yaml) and `from_config` (rebuild from a checkpoint's `config.json`); subclassing
+registers it, so `build_model(config)` is the one way to build any model. A model may carry a
+`StateReadout` (attached in `build_model` only): a linear map from a frame's latent to proprioceptive
+dimensions (the end-effector position by default), trained with the world model; planners read
+predicted and goal latents through it, a cost in metres.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
-from world_model.checkpoints import load_state_strict
+from world_model.checkpoints import load_encoder, load_state_strict
 from world_model.encoder import EncoderConfig, VideoViT, encode_frames, preprocess
+from world_model.sigreg import sigreg
 
 
 class StateReadout(nn.Module):
@@ -59,20 +69,91 @@ class StateReadout(nn.Module):
     def loss(self, z: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """MSE in normalised units between the readout of latents (..., N, D) and the states (..., S)."""
         target = (states[..., self.dims] - self.mean) / self.std
-        return torch.nn.functional.mse_loss(self.normalised(z), target)
+        return F.mse_loss(self.normalised(z), target)
+
+
+@dataclass
+class PredictorSettings:
+    """The AC predictor's shape; its action width comes from the data."""
+
+    width: int = 256
+    depth: int = 6
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    state_dim: int = 7  # 0: no proprioceptive input
+    max_frames: int = 64
+
+
+@dataclass
+class ModelSettings:
+    """What every family is trained with (`model:` in configs/train.yaml); families add their own fields."""
+
+    family: str = ""
+    history: int = 3
+    readout_weight: float = 0.0  # > 0: train a linear latent -> state[readout_dims] readout with this weight
+    readout_dims: tuple[int, ...] = (0, 1, 2)  # end-effector xyz
+    predictor: PredictorSettings = field(default_factory=PredictorSettings)
+
+    def clip_frames(self) -> int:
+        """Frames per training clip."""
+        return self.history + 1
+
+    def base_config(self, action_dim: int) -> dict[str, Any]:
+        """The config.json entries every family shares."""
+        config: dict[str, Any] = {
+            "family": self.family, "history": self.history,
+            "predictor": {**dataclasses.asdict(self.predictor), "action_dim": int(action_dim)},
+            "loss": {"readout_weight": self.readout_weight},
+        }
+        if self.readout_weight > 0:
+            config["readout"] = {"dims": [int(d) for d in self.readout_dims]}
+        return config
+
+    def to_config(self, action_dim: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def feature_cache(self, data_root: str, camera: str | None, image_size: int) -> Any:
+        """The dataset's cache of frozen features this family trains on, or None (encode pixels)."""
+        return None
 
 
 class WorldModel(nn.Module):
-    """Shared `predict` and `rollout`; subclasses define `encode`."""
+    """Shared contract: `predict`, `rollout`, `loss`; families define `encode` and `prediction_loss`."""
+
+    family: ClassVar[str] = ""
+    Settings: ClassVar[type[ModelSettings]] = ModelSettings
+    families: ClassVar[dict[str, type[WorldModel]]] = {}
 
     predictor: ACPredictor
-    history: int
-    readout: StateReadout | None
+    encoder: nn.Module
 
-    def __init__(self) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("family"):
+            WorldModel.families[cls.family] = cls
+
+    def __init__(self, predictor: ACPredictor, history: int, readout_weight: float = 0.0) -> None:
         super().__init__()
-        self.readout = None  # set by build_model when the checkpoint has one
+        self.predictor = predictor
+        self.history = history
+        self.readout_weight = readout_weight
+        self.readout: StateReadout | None = None  # attached by build_model when the config has one
 
+    @classmethod
+    def family_class(cls, name: str) -> type[WorldModel]:
+        if name not in cls.families:
+            raise ValueError(f"model family must be one of {sorted(cls.families)}, got {name!r}")
+        return cls.families[name]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> WorldModel:  # pragma: no cover - abstract
+        """The architecture described by a checkpoint's config.json (weights not loaded)."""
+        raise NotImplementedError
+
+    def load_pretrained(self, config: dict[str, Any]) -> None:
+        """Weights a fresh training run starts from that are not random (e.g. a frozen encoder)."""
+
+    # -- the contract ----------------------------------------------------------------
     def encode(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -84,53 +165,188 @@ class WorldModel(nn.Module):
         return self.predictor(z, actions, states if self.uses_states else None)
 
     def rollout(self, z_context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor | None = None,
-                states: torch.Tensor | None = None) -> torch.Tensor:
+                states: torch.Tensor | None = None, future_states: torch.Tensor | None = None) -> torch.Tensor:
         """Predict H future latents from C context latents and H planned actions.
 
         `context_actions` (B, C - 1, A): the actions executed between the context frames (zeros if
-        unknown); `states` (B, C, S): the context's proprioceptive states (needed when the model uses them).
+        unknown); `states` (B, C, S): the context's proprioceptive states (needed when the model uses
+        them); `future_states` (B, >= H - 1, S): the states of the predicted frames when they are known
+        (training), else they are integrated from the actions.
         """
         b, c = z_context.shape[:2]
         h_steps, a_dim = actions.shape[1], actions.shape[2]
         if context_actions is None:
             context_actions = actions.new_zeros(b, c - 1, a_dim)
-        if self.uses_states and states is None:
+        if not self.uses_states:
+            states = None
+        elif states is None:
             raise ValueError("this world model conditions on proprioceptive states: pass states (B, C, S)")
-        z_all, a_all = z_context, context_actions
-        s_all = states
+        z_all, a_all, s_all = z_context, context_actions, states
         out = []
         for h in range(h_steps):
             a_all = torch.cat([a_all, actions[:, h : h + 1]], dim=1)
-            z_in, a_in = z_all[:, -self.history :], a_all[:, -self.history :]
             s_in = s_all[:, -self.history :] if s_all is not None else None
-            z_next = self.predict(z_in, a_in, s_in)[:, -1:]
+            z_next = self.predict(z_all[:, -self.history :], a_all[:, -self.history :], s_in)[:, -1:]
             out.append(z_next)
+            if h == h_steps - 1:
+                break
             z_all = torch.cat([z_all, z_next], dim=1)
             if s_all is not None:
-                s_next = s_all[:, -1:].clone()
-                width = min(s_next.shape[-1], a_dim)
-                s_next[..., :width] = s_next[..., :width] + actions[:, h : h + 1, :width]
+                if future_states is not None:
+                    s_next = future_states[:, h : h + 1]
+                else:
+                    s_next = s_all[:, -1:].clone()
+                    width = min(s_next.shape[-1], a_dim)
+                    s_next[..., :width] = s_next[..., :width] + actions[:, h : h + 1, :width]
                 s_all = torch.cat([s_all, s_next], dim=1)
         return torch.cat(out, dim=1)
 
+    # -- training ---------------------------------------------------------------------
+    def trainable(self) -> nn.Module:
+        """The modules an optimizer updates (everything, unless part of the model is frozen)."""
+        return self
+
+    def latents(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T, N, D) latents of a batch: its cached `features` when it has them, else encoded frames."""
+        return batch["features"] if "features" in batch else self.encode(batch["frames"])
+
+    def prediction_loss(self, z: torch.Tensor, batch: dict[str, torch.Tensor], seed: int, distributed: bool
+                        ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:  # pragma: no cover - abstract
+        """(loss, its parts, the teacher-forced predictions of frames 1..) of the family."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor], seed: int = 0, distributed: bool = True
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss on a batch of clips (tensors on the model's device) and its parts for logging.
+
+        `seed` makes any randomness of the loss reproducible (the trainer derives it from the step);
+        `distributed=False` keeps statistics local (validation on one rank).
+        """
+        z = self.latents(batch)
+        loss, parts, pred = self.prediction_loss(z, batch, seed, distributed)
+        if self.readout is not None and self.readout_weight > 0:  # position of observed and predicted frames
+            states = batch["states"]
+            readout = self.readout.loss(z, states) + self.readout.loss(pred, states[:, 1 : 1 + pred.shape[1]])
+            loss = loss + self.readout_weight * readout
+            parts["readout"] = readout.item()
+        return loss, parts
+
+
+# -- V-JEPA 2-AC: frozen video encoder + AC predictor ---------------------------------------------------
+
+
+@dataclass
+class JEPASettings(ModelSettings):
+    family: str = "vjepa_ac"
+    encoder_checkpoint: str = ""  # checkpoint folder of a pretrained encoder (world_model/pretrain.py)
+    pool: bool = False  # one averaged token per frame (cheaper planning)
+    use_cache: bool = True  # read <data.root>/features when made by this encoder and preprocessing
+    rollout_steps: int = 2  # autoregressive steps of the rollout loss
+
+    def clip_frames(self) -> int:
+        return self.history + self.rollout_steps
+
+    def to_config(self, action_dim: int) -> dict[str, Any]:
+        if not self.encoder_checkpoint:
+            raise ValueError("model.encoder_checkpoint is required for family vjepa_ac (a world_model/pretrain.py "
+                             "checkpoint folder)")
+        encoder_path = Path(self.encoder_checkpoint)
+        config_path = encoder_path / "config.json"
+        if not config_path.exists():
+            raise FileNotFoundError(f"{encoder_path} is not an encoder checkpoint folder (no config.json)")
+        config = self.base_config(action_dim)
+        config.update({"encoder_checkpoint": str(encoder_path), "pool": self.pool,
+                       "encoder_config": json.loads(config_path.read_text())["encoder"]})
+        config["loss"]["rollout_steps"] = self.rollout_steps
+        return config
+
+    def feature_cache(self, data_root: str, camera: str | None, image_size: int) -> Any:
+        """`<data_root>/features` when made by this encoder and preprocessing (raises saying what differs)."""
+        if not self.use_cache:
+            return None
+        from world_model.feature_cache import FeatureCache, Preprocessing
+
+        return FeatureCache(Path(data_root) / "features", self.encoder_checkpoint,
+                            Preprocessing(camera, image_size, self.pool))
+
 
 class JEPAWorldModel(WorldModel):
-    """V-JEPA 2-AC: a frozen video JEPA encoder (each frame alone, layer-normed) + the AdaLN AC predictor."""
+    """V-JEPA 2-AC: a frozen video JEPA encoder (each frame alone, layer-normed) + the AdaLN AC predictor.
 
-    def __init__(self, encoder: VideoViT, predictor: ACPredictor, history: int = 4, pool: bool = False):
-        super().__init__()
+    Loss: L1 teacher forcing over the clip + L1 of a `rollout_steps` autoregressive rollout from the
+    first `history` frames, on the layer-normed frozen features (only the predictor and readout train).
+    """
+
+    family = "vjepa_ac"
+    Settings = JEPASettings
+
+    def __init__(self, encoder: VideoViT, predictor: ACPredictor, history: int = 4, pool: bool = False,
+                 rollout_steps: int = 2, readout_weight: float = 0.0):
+        super().__init__(predictor, history, readout_weight)
         self.encoder = encoder.requires_grad_(False).eval()
-        self.predictor = predictor
-        self.history = history
         self.pool = pool
+        self.rollout_steps = rollout_steps
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> JEPAWorldModel:
+        encoder = VideoViT(EncoderConfig(**config["encoder_config"]))
+        loss = config.get("loss", {})
+        return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig(**config["predictor"])), config["history"],
+                   config["pool"], loss.get("rollout_steps", 2), loss.get("readout_weight", 0.0))
+
+    def load_pretrained(self, config: dict[str, Any]) -> None:
+        self.encoder.load_state_dict(load_encoder(config["encoder_checkpoint"]).state_dict())
 
     def train(self, mode: bool = True) -> JEPAWorldModel:
         super().train(mode)
         self.encoder.eval()  # frozen: always in eval mode
         return self
 
+    def trainable(self) -> nn.Module:
+        return nn.ModuleList([self.predictor] + ([self.readout] if self.readout is not None else []))
+
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         return encode_frames(self.encoder, frames, pool=self.pool)
+
+    def prediction_loss(self, z: torch.Tensor, batch: dict[str, torch.Tensor], seed: int, distributed: bool
+                        ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        z = z.detach()
+        actions, states = batch["actions"], batch["states"]
+        h, k, t = self.history, self.rollout_steps, z.shape[1]
+        pred = self.predict(z[:, :-1], actions[:, : t - 1], states[:, :-1])
+        teacher = (pred - z[:, 1:]).abs().mean()
+        rolled = self.rollout(z[:, :h], actions[:, h - 1 : h - 1 + k], actions[:, : h - 1], states[:, :h],
+                              future_states=states[:, h : h + k - 1])
+        rollout = (rolled - z[:, h : h + k]).abs().mean()
+        return teacher + rollout, {"teacher_forcing": teacher.item(), "rollout": rollout.item()}, pred
+
+
+# -- LeWorldModel: end-to-end ViT encoder + AC predictor, SIGReg -------------------------------------------
+
+
+@dataclass
+class LeWMEncoderSettings:
+    img_size: int = 64
+    patch_size: int = 8
+    width: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    embed_dim: int = 192
+    projector_hidden: int = 1024
+
+
+@dataclass
+class LeWMSettings(ModelSettings):
+    family: str = "lewm"
+    encoder: LeWMEncoderSettings = field(default_factory=LeWMEncoderSettings)
+    sigreg_lambda: float = 0.1
+    sigreg_projections: int = 1024
+
+    def to_config(self, action_dim: int) -> dict[str, Any]:
+        config = self.base_config(action_dim)
+        config["encoder"] = dataclasses.asdict(self.encoder)
+        config["loss"].update({"sigreg_lambda": self.sigreg_lambda, "sigreg_projections": self.sigreg_projections})
+        return config
 
 
 class LeWMEncoder(nn.Module):
@@ -151,40 +367,53 @@ class LeWMEncoder(nn.Module):
 
 
 class LeWorldModel(WorldModel):
-    """LeWorldModel: encoder and predictor trained end to end; one token per frame, so planning is cheap."""
+    """LeWorldModel: encoder and predictor trained end to end; one token per frame, so planning is cheap.
 
-    def __init__(self, encoder: LeWMEncoder, predictor: ACPredictor, history: int = 3):
-        super().__init__()
+    Loss: next-embedding MSE (teacher forcing) + lambda * SIGReg (no EMA, no stop-gradient).
+    """
+
+    family = "lewm"
+    Settings = LeWMSettings
+
+    def __init__(self, encoder: LeWMEncoder, predictor: ACPredictor, history: int = 3, sigreg_lambda: float = 0.1,
+                 sigreg_projections: int = 1024, readout_weight: float = 0.0):
+        super().__init__(predictor, history, readout_weight)
         self.encoder = encoder
-        self.predictor = predictor
-        self.history = history
+        self.sigreg_lambda, self.sigreg_projections = sigreg_lambda, sigreg_projections
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LeWorldModel:
+        encoder = LeWMEncoder(**config["encoder"])
+        loss = config.get("loss", {})
+        return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig(**config["predictor"])), config["history"],
+                   loss.get("sigreg_lambda", 0.1), loss.get("sigreg_projections", 1024), loss.get("readout_weight", 0.0))
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         b, t = frames.shape[:2]
         z = self.encoder(preprocess(frames.flatten(0, 1)))
         return z.view(b, t, 1, -1)
 
+    def prediction_loss(self, z: torch.Tensor, batch: dict[str, torch.Tensor], seed: int, distributed: bool
+                        ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        pred = self.predict(z[:, :-1], batch["actions"], batch["states"][:, :-1])
+        mse = F.mse_loss(pred, z[:, 1:])
+        reg = sigreg(z[:, :, 0], num_projections=self.sigreg_projections, seed=seed, distributed=distributed)
+        return mse + self.sigreg_lambda * reg, {"mse": mse.item(), "sigreg": reg.item()}, pred
+
+
+# -- building and loading ----------------------------------------------------------------------------------
+
 
 def build_model(config: dict[str, Any]) -> WorldModel:
-    """A world model from the plain `config.json` dict of a checkpoint (no hydra needed)."""
-    family = config["family"]
-    predictor_cfg = ACPredictorConfig(**config["predictor"])
-    model: WorldModel
-    if family == "vjepa_ac":
-        encoder = VideoViT(EncoderConfig(**config["encoder_config"]))
-        model = JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"], config["pool"])
-    elif family == "lewm":
-        encoder = LeWMEncoder(**config["encoder"])
-        model = LeWorldModel(encoder, ACPredictor(encoder.embed_dim, predictor_cfg), config["history"])
-    else:
-        raise ValueError(f"model family must be 'vjepa_ac' or 'lewm', got {family!r}")
+    """The one way to build a world model: from the plain `config.json` dict of a checkpoint (no hydra)."""
+    model = WorldModel.family_class(config["family"]).from_config(config)
     if config.get("readout"):
         model.readout = StateReadout(model.encoder.embed_dim, config["readout"]["dims"])
     return model
 
 
 def load_world_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:
-    """(model, config) from a checkpoint folder written by world_model/train.py."""
+    """(model in eval mode, config) from a checkpoint folder written by world_model/train.py."""
     from safetensors.torch import load_file
 
     folder = Path(folder)

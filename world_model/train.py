@@ -1,50 +1,44 @@
 """Train an action-conditioned world model: `python world_model/train.py model=vjepa_ac|lewm data.root=DIR`.
 
+The family (a `world_model.models.WorldModel` subclass) computes its own loss (`model.loss(batch)`):
 - `model=vjepa_ac`: frozen V-JEPA encoder (features from the cache when a valid one exists) + AdaLN
-  AC predictor; loss = L1 teacher forcing over the clip + L1 rollout over `rollout_steps` from the
-  first `history` frames, on layer-normed targets.
-- `model=lewm`: LeWorldModel, encoder and predictor trained end to end; loss = next-embedding MSE +
-  lambda * SIGReg (no EMA, no stop-gradient).
+  AC predictor; L1 teacher forcing + L1 rollout on layer-normed targets;
+- `model=lewm`: LeWorldModel end to end; next-embedding MSE + lambda * SIGReg;
 - either family, `model.readout_weight > 0`: a linear `StateReadout` (latent -> end-effector xyz by
-  default) trained on the encoded and the predicted latents, added to the loss with that weight; it
-  ships in the checkpoint and gives planners a cost in metres (`mpc.readout_weight`).
+  default) trained on the encoded and the predicted latents; it ships in the checkpoint and gives
+  planners a cost in metres (`mpc.readout_weight`).
 
-AdamW with a warm-up-constant-decay schedule, gradient clipping, bf16 autocast on CUDA, validation loss on
-held-out episodes each epoch, progress bar, TensorBoard, atomic checkpoints (`resume=true` continues), and a
-non-finite loss stops the run naming the step with the last good checkpoint intact.
-`torchrun --nproc_per_node=N world_model/train.py ...` runs DDP (gloo on CPU, NCCL on CUDA); only rank 0
-writes checkpoints and logs.
+This loop only steps: AdamW with a warm-up-constant-decay schedule, gradient clipping, bf16 autocast on
+CUDA, validation loss on held-out episodes each epoch, progress bar, TensorBoard, atomic checkpoints
+(`resume=true` continues), and a non-finite loss stops the run naming the step with the last good
+checkpoint intact. `torchrun --nproc_per_node=N world_model/train.py ...` runs DDP (gloo on CPU, NCCL on
+CUDA); only rank 0 writes checkpoints and logs. Hydra stops at `main()`: below it, a `TrainConfig`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from common.config import build_config, plain
+from common.device import pick_device
+from common.droid import FRANKA_ACTION_KEYS
+from common.seeding import derive_seed
 from datasets.clips import ClipDataset
-from world_model.ac_predictor import ACPredictor, ACPredictorConfig
-from world_model.checkpoints import load_encoder, save_checkpoint
-from world_model.feature_cache import CachedFeatureClips, CacheMismatchError, FeatureCache, Preprocessing
-from world_model.models import (  # noqa: F401 - re-exported
-    JEPAWorldModel,
-    StateReadout,
-    WorldModel,
-    build_model,
-    load_world_model,
-)
+from world_model.checkpoints import save_checkpoint
+from world_model.feature_cache import CachedFeatureClips, CacheMismatchError
+from world_model.models import ModelSettings, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
 from world_model.schedules import warmup_constant_decay
-from world_model.sigreg import sigreg
 from world_model.train_utils import (
     ResumableSampler,
     loss_summary,
@@ -53,6 +47,91 @@ from world_model.train_utils import (
     resume,
     rng_state,
 )
+
+
+@dataclass
+class TrainDataConfig:
+    root: str = ""
+    camera: str | None = None
+    fps: float | None = None  # target frame rate (frameskip from each file's control_hz)
+    frameskip: int | None = None  # or a fixed frameskip
+    image_size: int = 64
+    action_mode: str = "delta_pose"  # delta_pose (V-JEPA 2-AC, from states) | recorded
+    recorded_actions: tuple[str, ...] = FRANKA_ACTION_KEYS
+    recorded_reduce: str = "sum"  # sum | stack | last over the frameskip
+    val_fraction: float = 0.1  # used when the folder has no index.json
+    workers: int = 0
+
+
+@dataclass
+class TrainOptimConfig:
+    """Warm-up-constant-decay (V-JEPA 2-AC: 7.5e-5 -> 4.25e-4 -> 0)."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    start_lr: float = 7.5e-5
+    lr: float = 4.25e-4
+    final_lr: float = 0.0
+    warmup: int = 50
+    decay: int = 200
+    weight_decay: float = 0.04
+    grad_clip: float | None = 1.0
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSettings
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
+    out: str = "runs/train"
+    seed: int = 0
+    device: str | None = None
+    resume: bool = False
+    stop_at: int | None = None  # stop (with a checkpoint) after this step; the schedule still spans optim.steps
+    checkpoint_every: int = 500
+    log_every: int = 10
+    val_batches: int = 20
+    progress: bool = True
+
+
+def train_config(cfg: Any) -> TrainConfig:
+    """The typed config from hydra's (or a plain dict): the `model` section is the family's own `Settings`."""
+    raw = plain(cfg)
+    model = raw.pop("model", None) or {}
+    settings = build_config(WorldModel.family_class(model.get("family", "")).Settings, model, "model")
+    return build_config(TrainConfig, {**raw, "model": settings})
+
+
+def data_config(data: TrainDataConfig) -> dict[str, Any]:
+    """The data settings a checkpoint carries, so that planners feed the model what it was trained on."""
+    return {"image_size": data.image_size, "camera": data.camera, "fps": data.fps, "frameskip": data.frameskip,
+            "action_mode": data.action_mode, "recorded_actions": list(data.recorded_actions),
+            "recorded_reduce": data.recorded_reduce}
+
+
+def _clips(data: TrainDataConfig, split: str, frames: int, load_frames: bool = True) -> ClipDataset:
+    return ClipDataset(data.root, split=split, history=frames, future=0, fps=data.fps, frameskip=data.frameskip,
+                       camera=data.camera, image_size=data.image_size, action_mode=data.action_mode,
+                       recorded_actions=list(data.recorded_actions), recorded_reduce=data.recorded_reduce,
+                       val_fraction=data.val_fraction, load_frames=load_frames)
+
+
+def _feature_cache(config: TrainConfig, rank: int) -> Any:
+    """The frozen encoder's feature cache of the dataset, when the family reads one and a valid one exists."""
+    try:
+        return config.model.feature_cache(config.data.root, config.data.camera, config.data.image_size)
+    except (FileNotFoundError, CacheMismatchError) as err:
+        if rank == 0:
+            print(f"no valid feature cache, encoding pixels on the fly: {err}")
+        return None
+
+
+def initial_model(config: TrainConfig, action_dim: int) -> tuple[WorldModel, dict[str, Any]]:
+    """(the model a run starts from, its config.json): built from the settings, pretrained parts loaded."""
+    model_config = {**config.model.to_config(action_dim), "data": data_config(config.data)}
+    model = build_model(model_config)
+    model.load_pretrained(model_config)
+    return model, model_config
 
 
 def _setup_distributed() -> tuple[int, int, torch.device | None]:
@@ -70,138 +149,51 @@ def _setup_distributed() -> tuple[int, int, torch.device | None]:
     return rank, world, device
 
 
-def _clips(cfg: Any, split: str, frames: int, load_frames: bool = True) -> ClipDataset:
-    d = cfg.data
-    return ClipDataset(d.root, split=split, history=frames, future=0, fps=d.fps, frameskip=d.frameskip,
-                       camera=d.camera, image_size=d.image_size, action_mode=d.action_mode,
-                       recorded_actions=list(d.recorded_actions), recorded_reduce=d.recorded_reduce,
-                       val_fraction=d.val_fraction, load_frames=load_frames)
-
-
-def _model_and_config(cfg: Any, action_dim: int) -> tuple[WorldModel, dict[str, Any]]:
-    m = cfg.model
-    predictor = {**dict(m.predictor), "action_dim": action_dim}
-    readout = {"dims": [int(d) for d in m.readout_dims]} if m.get("readout_weight", 0.0) > 0 else None
-    if m.family == "vjepa_ac":
-        encoder_path = Path(m.encoder_checkpoint)
-        enc_config = json.loads((encoder_path / "config.json").read_text())["encoder"]
-        config = {"family": "vjepa_ac", "encoder_checkpoint": str(encoder_path), "encoder_config": enc_config,
-                  "predictor": predictor, "history": m.history, "pool": m.pool}
-        encoder = load_encoder(encoder_path)
-        model = JEPAWorldModel(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig(**predictor)), m.history, m.pool)
-    else:
-        config = {"family": "lewm", "encoder": dict(m.encoder), "predictor": predictor, "history": m.history}
-        model = build_model(config)
-    if readout:
-        config["readout"] = readout
-        model.readout = StateReadout(model.encoder.embed_dim, readout["dims"])
-    d = cfg.data
-    config["data"] = {"image_size": d.image_size, "camera": d.camera, "fps": d.fps, "frameskip": d.frameskip,
-                      "action_mode": d.action_mode, "recorded_actions": list(d.recorded_actions),
-                      "recorded_reduce": d.recorded_reduce}
-    return model, config
-
-
-def _latents(model: WorldModel, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-    if "features" in batch:
-        return batch["features"].to(device)
-    return model.encode(batch["frames"].to(device))
-
-
-def compute_loss(model: WorldModel, batch: dict[str, torch.Tensor], cfg: Any, device: torch.device,
-                 step: int, distributed: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
-    """The family's training loss on one batch, and its parts for logging (`distributed=False`: no collectives)."""
-    predictor = model.predictor
-    actions = batch["actions"].to(device)
-    states = batch["states"].to(device) if model.uses_states else None
-    h = cfg.model.history
-    if cfg.model.family == "vjepa_ac":
-        with torch.no_grad():
-            z = _latents(model, batch, device)  # layer-normed frozen features (B, T, N, D)
-        t = z.shape[1]
-        pred = predictor(z[:, :-1], actions[:, : t - 1], None if states is None else states[:, :-1])
-        teacher = (pred - z[:, 1:]).abs().mean()
-        # autoregressive rollout from the first `history` frames
-        z_ctx, s_ctx = z[:, :h], None if states is None else states[:, :h]
-        a_ctx = actions[:, : h - 1]
-        outs = []
-        for k in range(cfg.model.rollout_steps):
-            a_in = torch.cat([a_ctx, actions[:, h - 1 + k : h + k]], dim=1)[:, -h:]
-            s_in = None if s_ctx is None else s_ctx[:, -h:]
-            z_next = predictor(z_ctx[:, -h:], a_in, s_in)[:, -1:]
-            outs.append(z_next)
-            z_ctx = torch.cat([z_ctx, z_next], dim=1)
-            a_ctx = torch.cat([a_ctx, actions[:, h - 1 + k : h + k]], dim=1)
-            if s_ctx is not None:
-                s_ctx = torch.cat([s_ctx, states[:, h + k : h + k + 1]], dim=1)
-        rollout = (torch.cat(outs, dim=1) - z[:, h : h + cfg.model.rollout_steps]).abs().mean()
-        loss, parts = teacher + rollout, {"teacher_forcing": teacher.item(), "rollout": rollout.item()}
-    else:
-        z = _latents(model, batch, device)  # (B, h + 1, 1, D), with gradients
-        pred = predictor(z[:, :-1], actions, None if states is None else states[:, :-1])
-        mse = F.mse_loss(pred, z[:, 1:])
-        reg = sigreg(z[:, :, 0], num_projections=cfg.model.sigreg_projections, seed=cfg.seed * 1_000_003 + step,
-                     distributed=distributed)
-        loss, parts = mse + cfg.model.sigreg_lambda * reg, {"mse": mse.item(), "sigreg": reg.item()}
-    if model.readout is not None:  # position readout of the observed and of the predicted (teacher-forced) frames
-        all_states = batch["states"].to(device)
-        readout = model.readout.loss(z, all_states) + model.readout.loss(pred, all_states[:, 1 : 1 + pred.shape[1]])
-        loss = loss + cfg.model.readout_weight * readout
-        parts["readout"] = readout.item()
-    return loss, parts
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 class TrainStep(torch.nn.Module):
-    """The loss as a module, so DDP's forward (and its gradient hooks) wraps the whole computation."""
+    """The model's loss as a module, so DDP's forward (and its gradient hooks) wraps the whole computation."""
 
-    def __init__(self, model: WorldModel, cfg: Any, device: torch.device):
+    def __init__(self, model: WorldModel):
         super().__init__()
-        self.model, self.cfg, self.device = model, cfg, device
+        self.model = model
 
-    def forward(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return compute_loss(self.model, batch, self.cfg, self.device, step)
+    def forward(self, batch: dict[str, torch.Tensor], seed: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.model.loss(batch, seed=seed)
 
 
-def train(cfg: Any) -> dict[str, Any]:
+def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns a summary (rank 0's view)."""
     rank, world, dist_device = _setup_distributed()
-    device = dist_device or torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(cfg.seed + rank)
-    rng = np.random.default_rng(cfg.seed + rank)
-    m, o = cfg.model, cfg.optim
-    frames = m.history + (m.rollout_steps if m.family == "vjepa_ac" else 1)
-    use_cache = m.family == "vjepa_ac" and m.use_cache
-    cache = None
-    if use_cache:
-        try:
-            cache = FeatureCache(Path(cfg.data.root) / "features", m.encoder_checkpoint,
-                                 Preprocessing(cfg.data.camera, cfg.data.image_size, m.pool))
-        except (FileNotFoundError, CacheMismatchError) as err:
-            if rank == 0:
-                print(f"no valid feature cache, encoding pixels on the fly: {err}")
-    train_clips = _clips(cfg, "train", frames, load_frames=cache is None)
-    val_clips = _clips(cfg, "val", frames, load_frames=cache is None)
+    device = dist_device or pick_device(config.device)
+    torch.manual_seed(config.seed + rank)
+    rng = np.random.default_rng(config.seed + rank)
+    m, o = config.model, config.optim
+    cache = _feature_cache(config, rank)
+    frames = m.clip_frames()
+    train_clips = _clips(config.data, "train", frames, load_frames=cache is None)
+    val_clips = _clips(config.data, "val", frames, load_frames=cache is None)
     train_set = CachedFeatureClips(train_clips, cache) if cache else train_clips
     val_set = CachedFeatureClips(val_clips, cache) if cache else val_clips
-    model, config = _model_and_config(cfg, train_clips.action_dim)
+    model, model_config = initial_model(config, train_clips.action_dim)
     if model.readout is not None:  # normalise the readout's targets with the training split's statistics
         mean, std = train_clips.state_statistics()
         dims = model.readout.dims
         model.readout.set_normalisation(torch.from_numpy(mean[dims]), torch.from_numpy(std[dims]))
     model.to(device)
-    trainable: torch.nn.Module = model
-    if m.family == "vjepa_ac":  # the frozen encoder never trains
-        trainable = torch.nn.ModuleList([model.predictor] + ([model.readout] if model.readout is not None else []))
-    step_fn = TrainStep(model, cfg, device)
-    if world > 1:  # the frozen encoder has no gradients, so DDP only synchronises what trains
+    trainable = model.trainable()
+    step_fn: torch.nn.Module = TrainStep(model)
+    if world > 1:  # a frozen encoder has no gradients, so DDP only synchronises what trains
         step_fn = DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(param_groups(trainable), lr=o.lr, weight_decay=o.weight_decay)
-    out = Path(cfg.out)
+    out = Path(config.out)
     last = out / "checkpoints" / "last"
-    step, history = resume(last, model, optimizer, rng, device) if cfg.resume and last.exists() else (0, [])
-    sampler = ResumableSampler(len(train_set), cfg.seed, step * o.batch_size * world, rank, world)
-    loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.workers,
-                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed + step))
+    step, history = resume(last, model, optimizer, rng, device) if config.resume and last.exists() else (0, [])
+    sampler = ResumableSampler(len(train_set), config.seed, step * o.batch_size * world, rank, world)
+    loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=config.data.workers,
+                        drop_last=True, generator=torch.Generator().manual_seed(config.seed + step))
     steps_per_epoch = max(len(train_set) // (o.batch_size * world), 1)
     writer = None
     if rank == 0:
@@ -211,41 +203,42 @@ def train(cfg: Any) -> dict[str, Any]:
 
     def save() -> None:
         if rank == 0:
-            save_checkpoint(last, model, config, {"optimizer": optimizer.state_dict(), "step": step,
-                                                  "history": history, "rng": rng_state(rng)})
+            save_checkpoint(last, model, model_config, {"optimizer": optimizer.state_dict(), "step": step,
+                                                        "history": history, "rng": rng_state(rng)})
 
     def validate() -> float | None:
-        if len(val_set) == 0 or cfg.val_batches <= 0:
+        if len(val_set) == 0 or config.val_batches <= 0:
             return None
         model.eval()
         losses = []
         with torch.no_grad():
             vloader = DataLoader(val_set, batch_size=o.batch_size, shuffle=False)
             for i, batch in enumerate(vloader):
-                if i >= cfg.val_batches:
+                if i >= config.val_batches:
                     break
-                losses.append(compute_loss(model, batch, cfg, device, step, distributed=False)[0].item())
+                loss, _ = model.loss(to_device(batch, device), seed=derive_seed(config.seed, step), distributed=False)
+                losses.append(loss.item())
         model.train()
         return float(np.mean(losses))
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    end = min(o.steps, cfg.stop_at or o.steps)
-    bar = tqdm(total=o.steps, initial=step, desc=f"train {m.family}", unit="step", disable=not cfg.progress or rank != 0)
+    end = min(o.steps, config.stop_at or o.steps)
+    bar = tqdm(total=o.steps, initial=step, desc=f"train {m.family}", unit="step", disable=not config.progress or rank != 0)
     batches = iter(loader)
     model.train()
     start_time, clips, val_loss = time.perf_counter(), 0, None
     while step < end:
-        batch = next(batches)
+        batch = to_device(next(batches), device)
         lr = warmup_constant_decay(step, o.steps, o.warmup, o.decay, o.start_lr, o.lr, o.final_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with autocast:
-            loss, parts = step_fn(batch, step)
+            loss, parts = step_fn(batch, derive_seed(config.seed, step))
         optimizer_step(loss, optimizer, trainable.parameters(), o.grad_clip, step, last)
         step += 1
         clips += o.batch_size * world
         history.append(loss.item())
-        if rank == 0 and (step % cfg.log_every == 0 or step == end):
+        if rank == 0 and (step % config.log_every == 0 or step == end):
             rate = clips / (time.perf_counter() - start_time)
             bar.set_postfix(loss=f"{loss.item():.4f}", clips_s=f"{rate:.1f}")
             for name, value in {"loss": loss.item(), "lr": lr, "clips_per_s": rate, **parts}.items():
@@ -258,7 +251,7 @@ def train(cfg: Any) -> dict[str, Any]:
             if world > 1:
                 dist.barrier()
         bar.update()
-        if step % cfg.checkpoint_every == 0 or step == end:
+        if step % config.checkpoint_every == 0 or step == end:
             save()
     bar.close()
     if writer:
@@ -272,9 +265,10 @@ def train(cfg: Any) -> dict[str, Any]:
 
 
 def main(cfg: Any) -> None:
-    summary = train(cfg)
+    config = train_config(cfg)
+    summary = train(config)
     if summary["rank"] == 0:
-        print(f"trained {cfg.model.family} for {summary['steps']} steps on {summary['world_size']} process(es): "
+        print(f"trained {config.model.family} for {summary['steps']} steps on {summary['world_size']} process(es): "
               f"loss {summary['loss_start']:.4f} -> {summary['loss_end']:.4f}, val {summary['val_loss']}, "
               f"{summary['clips_per_s']:.1f} clips/s, checkpoint {summary['checkpoint']}")
 

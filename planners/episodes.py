@@ -1,0 +1,102 @@
+"""One episode loop for the planner and the baseline agents, scored the same way.
+
+An agent is reset with the episode's goal, then maps observations to the env actions to execute next
+(one for a policy, the plan's first `execute` for the planner). The loop records every frame, stops on
+success, termination or after `max_steps` env steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from planners.mpc import MPCPlanner
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    final_distance: float
+    steps: int
+    plan_seconds_per_step: float
+    frames: list[np.ndarray] = field(repr=False, default_factory=list)
+    goal_image: np.ndarray | None = field(repr=False, default=None)
+
+
+def observe(env: Any, obs: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(pixels, state) from a Dict observation, or from render() and no state."""
+    if isinstance(obs, dict) and "pixels" in obs:
+        return obs["pixels"], obs.get("state")
+    return env.render(), None
+
+
+class Agent(Protocol):
+    def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None: ...
+
+    def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
+        """The next actions, each a function of the observation it is executed against."""
+        ...
+
+    def plan_seconds_per_step(self) -> float: ...
+
+
+class PlannerAgent:
+    """The MPC planner; `to_env_action(model_action, obs)` maps its actions to the env's (identity if None)."""
+
+    def __init__(self, planner: MPCPlanner, to_env_action: Callable[[np.ndarray, Any], np.ndarray] | None = None):
+        self.planner, self.to_env_action = planner, to_env_action
+
+    def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None:
+        self.planner.reset(goal_image, info.get("goal_state"))
+
+    def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
+        pixels, state = observe(env, obs)
+        convert = self.to_env_action
+        return [(lambda o, a=a: convert(a, o)) if convert else (lambda o, a=a: a) for a in self.planner.act(pixels, state).numpy()]
+
+    def plan_seconds_per_step(self) -> float:
+        seconds = self.planner.plan_seconds
+        return float(np.mean(seconds)) if seconds else 0.0
+
+
+class PolicyAgent:
+    """An `envs.policies` policy (correlated noise, scripted expert) as an agent."""
+
+    def __init__(self, policy: Any):
+        self.policy = policy
+
+    def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None:
+        self.policy.reset(env.unwrapped, seed if seed is not None else 0)
+
+    def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
+        return [self.policy]
+
+    def plan_seconds_per_step(self) -> float:
+        return 0.0
+
+
+def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None, record: bool = True,
+                reset_options: dict[str, Any] | None = None, goal_image: np.ndarray | None = None) -> EpisodeResult:
+    """One goal-reaching episode toward the env's goal image (or `goal_image`), scored by the env's info."""
+    obs, info = env.reset(seed=seed, options=reset_options)
+    goal = goal_image if goal_image is not None else info.get("goal_image") if isinstance(info, dict) else None
+    if goal is None and hasattr(env.unwrapped, "goal_image"):
+        goal = env.unwrapped.goal_image()
+    agent.reset(env, goal, info, seed)
+    frames = [observe(env, obs)[0]] if record else []
+    success, distance, steps = bool(info.get("is_success", False)), float(info.get("distance", np.nan)), 0
+    done = False
+    while steps < max_steps and not success and not done:
+        for action in agent.act(env, obs):
+            obs, _, terminated, truncated, info = env.step(action(obs))
+            steps += 1
+            success, distance = bool(info.get("is_success", False)), float(info.get("distance", np.nan))
+            if record:
+                frames.append(observe(env, obs)[0])
+            done = terminated or truncated
+            if success or done or steps >= max_steps:
+                break
+    return EpisodeResult(success, distance, steps, agent.plan_seconds_per_step(), frames, goal)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.clips import ClipDataset
+from datasets.clips import ClipDataset, Windows
 from datasets.index import write_index
 from datasets.synthetic import make_synthetic_dataset
 
@@ -51,7 +51,7 @@ def main(cfg) -> None:
         torch.manual_seed(cfg.seed)
         figures = {}
         for suffix, cache in (("", None), ("_nocache", 0)):
-            dataset = ClipDataset(root, split="all", history=cfg.history, future=cfg.future, fps=cfg.fps,
+            dataset = ClipDataset(root, split="all", windows=Windows(history=cfg.history, future=cfg.future, fps=cfg.fps),
                                   chunk_cache_bytes=cache)
             one, _ = clips_per_second(dataset, 0, cfg.batch_size, cfg.num_clips, cfg.seed)
             two, startup = clips_per_second(dataset, 2, cfg.batch_size, cfg.num_clips, cfg.seed)
@@ -61,7 +61,7 @@ def main(cfg) -> None:
             **figures,
             "worker_startup_s": round(startup, 3),
             "episodes": len(dataset.episodes),
-            "clip_frames": dataset.num_frames,
+            "clip_frames": dataset.windows.num_frames,
             "image_size": cfg.image_size,
             "batch_size": cfg.batch_size,
             "clips_timed": cfg.num_clips,

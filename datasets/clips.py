@@ -1,15 +1,11 @@
 """Training clips from a folder of Droid-style episodes.
 
-A clip is `history + future` frames sampled every `frameskip` control steps
-(frameskip = round(control_hz / fps) per episode, or given directly), with the
-state at each frame and the action between consecutive frames:
-
-- `action_mode="delta_pose"`: the V-JEPA 2-AC actions computed from the states
-  at the sampled frames (dxyz, relative rotation as xyz Euler, dgripper);
-- `action_mode="recorded"`: the commands stored under `action/<name>`, reduced
-  over the `frameskip` control steps of each transition (`sum`, `stack` or `last`).
-
-A clip of W frames therefore carries W - 1 actions: action k moves frame k to k + 1.
+A clip is a window of frames (`Windows`: `history + future` frames every `frameskip` control steps),
+with the state at each frame and the action between consecutive frames (`ClipActions`: delta poses
+computed from the states, or recorded commands reduced over the frameskip), its frames passed through a
+`FrameTransform` (resize, optional random-resized-crop). A clip of W frames carries W - 1 actions:
+action k moves frame k to k + 1. `ClipDataset` only finds, opens and checks the episodes and
+assembles the pieces.
 
 A corrupt episode is skipped with a warning that names the file, and the
 sample is replaced by the first clip of the next episode; `strict=True` raises
@@ -31,15 +27,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.rotations import delta_pose_actions
+from datasets.clip_actions import ClipActions
 from datasets.index import load_index, split_episodes
 from datasets.reader import EpisodeReader
-from datasets.schema import CARTESIAN, GRIPPER, EpisodeError, action_key, image_key
-from datasets.transforms import random_resized_crop, resize_uint8
+from datasets.schema import CARTESIAN, GRIPPER, EpisodeError, image_key
+from datasets.transforms import FrameTransform
 from datasets.validate import check_finite, check_structure, find_episodes
+from datasets.windows import Windows
 
-ACTION_MODES = ("delta_pose", "recorded")
-REDUCTIONS = ("sum", "stack", "last")
+__all__ = ["ClipActions", "ClipDataset", "FrameTransform", "Windows"]
 
 
 @dataclass
@@ -56,7 +52,7 @@ class _Loaded:
     """What one process keeps open for an episode: the reader and its low-dimensional arrays."""
 
     reader: EpisodeReader
-    states: np.ndarray  # (T, 7) float32
+    states: np.ndarray  # (T, STATE_DIM) float32
     cartesian: np.ndarray  # (T, 6) float64
     gripper: np.ndarray  # (T,) float64
     actions: dict[str, np.ndarray] = field(default_factory=dict)  # (T, d) float64 per recorded key
@@ -69,16 +65,10 @@ class ClipDataset(Dataset):
     Args:
         root: dataset folder; its `index.json` is used when present (lengths and the split).
         split: "train", "val" or "all".
-        history, future: frames of context and of prediction; a clip has history + future frames.
-        fps / frameskip: target frame rate (frameskip derived per episode from `control_hz`) or
-            a fixed frameskip; give at most one. Default: every control step.
+        windows: which frames make a clip (default: 2 consecutive control steps).
+        actions: how the action between two frames is computed (default: delta poses from the states).
+        transform: what is done to the frames (default: nothing, the stored size).
         camera: camera name; default the first camera of each episode (sorted by name).
-        action_mode: "delta_pose" or "recorded" (see module docstring).
-        recorded_actions: keys under `action/` used in recorded mode, concatenated in this order.
-        recorded_reduce: how the commands of one transition's control steps are combined.
-        image_size: (H, W) or an int to resize frames to; None keeps the stored size.
-        crop_scale, crop_ratio: enable a random-resized-crop (one box per clip) before resizing.
-        window_stride: control steps between the starts of consecutive clips of an episode.
         strict: raise on a corrupt episode instead of skipping it.
         load_frames: False skips the images (for training on cached features).
         val_fraction, split_seed: split used when the folder has no index.
@@ -91,52 +81,25 @@ class ClipDataset(Dataset):
         self,
         root: str | os.PathLike,
         split: str = "train",
-        history: int = 1,
-        future: int = 1,
-        fps: float | None = None,
-        frameskip: int | None = None,
+        windows: Windows | None = None,
+        actions: ClipActions | None = None,
+        transform: FrameTransform | None = None,
         camera: str | None = None,
-        action_mode: str = "delta_pose",
-        recorded_actions: tuple[str, ...] | list[str] = ("cartesian_velocity", "gripper_position"),
-        recorded_reduce: str = "sum",
-        image_size: int | tuple[int, int] | list[int] | None = None,
-        crop_scale: tuple[float, float] | list[float] | None = None,
-        crop_ratio: tuple[float, float] | list[float] = (0.75, 1.3333333),
-        window_stride: int = 1,
         strict: bool = False,
+        load_frames: bool = True,
         val_fraction: float = 0.1,
         split_seed: int = 0,
         max_open_episodes: int = 256,
         chunk_cache_bytes: int | None = None,
-        load_frames: bool = True,
     ):
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
-        if history < 1 or future < 0:
-            raise ValueError(f"need history >= 1 and future >= 0, got history={history} future={future}")
-        if fps is not None and frameskip is not None:
-            raise ValueError("give fps or frameskip, not both")
-        if (fps is not None and fps <= 0) or (frameskip is not None and frameskip < 1):
-            raise ValueError(f"fps must be > 0 and frameskip >= 1, got fps={fps} frameskip={frameskip}")
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
-        if recorded_reduce not in REDUCTIONS:
-            raise ValueError(f"recorded_reduce must be one of {REDUCTIONS}, got {recorded_reduce!r}")
-        if crop_scale is not None and image_size is None:
-            raise ValueError("crop_scale needs image_size (the size crops are resized to)")
         self.root = Path(root)
         self.split = split
-        self.num_frames = history + future
-        self.history, self.future = history, future
+        self.windows = windows or Windows()
+        self.actions = actions or ClipActions()
+        self.transform = transform or FrameTransform()
         self.camera = camera
-        self.action_mode = action_mode
-        self.recorded_keys = [action_key(k) for k in recorded_actions]
-        self.recorded_reduce = recorded_reduce
-        self.image_size = (image_size, image_size) if isinstance(image_size, int) else (
-            tuple(image_size) if image_size is not None else None)
-        self.crop_scale = tuple(crop_scale) if crop_scale is not None else None
-        self.crop_ratio = tuple(crop_ratio)
-        self.window_stride = int(window_stride)
         self.strict = strict
         self.max_open_episodes = max_open_episodes
         self.chunk_cache_bytes = chunk_cache_bytes
@@ -149,10 +112,8 @@ class ClipDataset(Dataset):
         self.num_short = 0
         self.episodes: list[_Episode] = []
         for ep in episodes:
-            ep.frameskip = frameskip if frameskip is not None else (
-                max(1, int(round(ep.control_hz / fps))) if fps is not None else 1)
-            span = (self.num_frames - 1) * ep.frameskip + 1
-            ep.num_windows = 0 if ep.length < span else (ep.length - span) // self.window_stride + 1
+            ep.frameskip = self.windows.frameskip_for(ep.control_hz)
+            ep.num_windows = self.windows.count(ep.length, ep.frameskip)
             if ep.num_windows == 0:
                 self.num_short += 1
             else:
@@ -182,23 +143,16 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
 
-    @property
-    def num_corrupt(self) -> int:
-        """Episodes found corrupt so far in this process (skipped): unreadable at the scan or on first use."""
-        return len(self._bad) + len(self._unreadable)
-
     def episode_path(self, episode: int) -> Path:
         return self.episodes[episode].path
 
     @property
     def action_dim(self) -> int:
-        if self.action_mode == "delta_pose":
-            return 7
-        width = sum(int(np.prod(self._loaded(0).actions[k].shape[1:])) for k in self.recorded_keys)
-        return width * (self.episodes[0].frameskip if self.recorded_reduce == "stack" else 1)
+        recorded = self._loaded(0).actions if self.actions.keys else {}
+        return self.actions.width(recorded, self.episodes[0].frameskip)
 
     def state_statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std of the states (T, 7) over every readable episode of the split."""
+        """Per-dimension mean and std of the states (T, STATE_DIM) over every readable episode of the split."""
         states = []
         for e in range(len(self.episodes)):
             if e in self._bad:
@@ -241,10 +195,9 @@ class ClipDataset(Dataset):
             cartesian = reader.read(CARTESIAN).astype(np.float64)
             gripper = reader.read(GRIPPER).astype(np.float64)
             actions = {}
-            if self.action_mode == "recorded":
-                for key in self.recorded_keys:
-                    values = reader.read(key).astype(np.float64)
-                    actions[key] = values.reshape(len(values), -1)
+            for key in self.actions.keys:
+                values = reader.read(key).astype(np.float64)
+                actions[key] = values.reshape(len(values), -1)
         except BaseException:
             reader.close()
             raise
@@ -256,43 +209,20 @@ class ClipDataset(Dataset):
             old.reader.close()
         return loaded
 
-    def _actions(self, loaded: _Loaded, frames: np.ndarray, skip: int) -> np.ndarray:
-        if len(frames) == 1:  # single-frame clips (image pretraining) carry no action
-            width = 7 if self.action_mode == "delta_pose" else sum(loaded.actions[k].shape[1] for k in self.recorded_keys)
-            return np.zeros((0, width * (skip if self.recorded_reduce == "stack" and self.action_mode == "recorded" else 1)))
-        if self.action_mode == "delta_pose":
-            return delta_pose_actions(loaded.cartesian[frames], loaded.gripper[frames])
-        parts = []
-        for key in self.recorded_keys:
-            steps = loaded.actions[key][frames[0] : frames[-1]]  # commands between the first and last frame
-            steps = steps.reshape(len(frames) - 1, skip, -1)  # (transitions, control steps, d)
-            if self.recorded_reduce == "sum":
-                parts.append(steps.sum(1))
-            elif self.recorded_reduce == "last":
-                parts.append(steps[:, -1])
-            else:
-                parts.append(steps.reshape(len(frames) - 1, -1))
-        return np.concatenate(parts, axis=1)
-
     def _clip(self, e: int, window: int) -> dict[str, torch.Tensor]:
         ep = self.episodes[e]
         loaded = self._loaded(e)
-        start = window * self.window_stride
-        frames = start + ep.frameskip * np.arange(self.num_frames)
+        frames = self.windows.frames(window, ep.frameskip)
         sample = {}
         if self.load_frames:
             images = loaded.reader.images(loaded.camera, frames)  # (T, H, W, 3) uint8
             # numpy's transposing copy is ~5x faster than torch's multithreaded one for clips this small
-            video = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-            if self.crop_scale is not None:
-                video = random_resized_crop(video, self.image_size, self.crop_scale, self.crop_ratio)
-            elif self.image_size is not None:
-                video = resize_uint8(video, self.image_size)
-            sample["frames"] = video
+            sample["frames"] = self.transform(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
+        actions = self.actions(loaded.cartesian, loaded.gripper, loaded.actions, frames, ep.frameskip)
         return {
             **sample,
             "states": torch.from_numpy(loaded.states[frames]),
-            "actions": torch.from_numpy(self._actions(loaded, frames, ep.frameskip).astype(np.float32)),
+            "actions": torch.from_numpy(actions.astype(np.float32)),
             "episode": torch.tensor(e),
             "frame_ids": torch.from_numpy(frames.astype(np.int64)),
         }

@@ -8,6 +8,7 @@ seeds per worker from the run's seed, so runs are reproducible.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -53,3 +54,29 @@ def random_resized_crop(
     """Crop every frame of a (T, 3, H, W) clip with one random box, then resize to `size`."""
     top, left, h, w = sample_crop(frames.shape[-2], frames.shape[-1], scale, ratio)
     return resize_uint8(frames[..., top : top + h, left : left + w], size)
+
+
+@dataclass(frozen=True)
+class FrameTransform:
+    """What a clip's frames (T, 3, H, W) uint8 go through: a resize to `image_size`, or with `crop_scale` one
+    random-resized-crop per clip first. The default keeps frames as stored."""
+
+    image_size: int | tuple[int, int] | None = None
+    crop_scale: tuple[float, float] | None = None
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333)
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        object.__setattr__(self, "image_size", (size, size) if isinstance(size, int) else
+                           (tuple(size) if size is not None else None))
+        object.__setattr__(self, "crop_scale", tuple(self.crop_scale) if self.crop_scale is not None else None)
+        object.__setattr__(self, "crop_ratio", tuple(self.crop_ratio))
+        if self.crop_scale is not None and self.image_size is None:
+            raise ValueError("crop_scale needs image_size (the size crops are resized to)")
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.crop_scale is not None:
+            return random_resized_crop(frames, self.image_size, self.crop_scale, self.crop_ratio)
+        if self.image_size is not None:
+            return resize_uint8(frames, self.image_size)
+        return frames

@@ -8,6 +8,7 @@ import pytest
 
 import envs  # noqa: F401
 from datasets import ClipDataset, EpisodeReader
+from datasets.clips import ClipActions, Windows
 from datasets.index import load_index
 from datasets.preview import write_preview
 from datasets.validate import validate_dir
@@ -28,11 +29,11 @@ def test_collect_cli_with_two_workers_is_resumable_and_valid(tmp_path):
     assert validate_dir(out, progress=False) == {}
     assert load_index(out)["num_episodes"] == 5
 
-    ds = ClipDataset(out, split="all", history=2, future=2, fps=5)
+    ds = ClipDataset(out, split="all", windows=Windows(history=2, future=2, fps=5))
     sample = ds[0]
     assert sample["frames"].shape == (4, 3, 64, 64) and sample["actions"].shape == (3, 7)
-    recorded = ClipDataset(out, split="all", history=1, future=3, frameskip=3, action_mode="recorded",
-                           recorded_actions=["cartesian_delta", "gripper_position"], recorded_reduce="sum")
+    recorded = ClipDataset(out, split="all", windows=Windows(history=1, future=3, frameskip=3),
+                           actions=ClipActions(mode="recorded", recorded=["cartesian_delta", "gripper_position"]))
     assert recorded[0]["actions"].shape == (3, 7)
     with EpisodeReader(out / "episode_000000.h5") as ep:
         assert ep.attrs["env_id"] == "FrankaReach-v0" and ep.attrs["control_hz"] == 15.0
@@ -69,8 +70,8 @@ def test_any_rgb_env_can_be_collected_and_trained_on(tmp_path):
     with EpisodeReader(tmp_path / "episode_000000.h5") as ep:
         assert ep.read("observation/image/exterior_1_left").shape == (20, 48, 48, 3)
         assert ep.read("action/env").shape == (20, 2) and ep.read("observation/env_state").shape == (20, 10)
-    ds = ClipDataset(tmp_path, split="all", history=1, future=2, frameskip=2, action_mode="recorded",
-                     recorded_actions=["env"], recorded_reduce="stack")
+    ds = ClipDataset(tmp_path, split="all", windows=Windows(history=1, future=2, frameskip=2),
+                     actions=ClipActions(mode="recorded", recorded=["env"], reduce="stack"))
     assert ds[0]["actions"].shape == (2, 4)
 
 

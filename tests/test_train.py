@@ -99,9 +99,9 @@ def test_two_process_torchrun_trains_and_writes_one_checkpoint(sim_data, tmp_pat
 
 
 def _readout_rmse(model, root, split="val"):
-    from datasets.clips import ClipDataset
+    from datasets.clips import ClipDataset, FrameTransform, Windows
 
-    clips = ClipDataset(root, split=split, history=1, future=0, image_size=32)
+    clips = ClipDataset(root, split=split, windows=Windows(history=1, future=0), transform=FrameTransform(image_size=32))
     frames = torch.stack([clips[i]["frames"] for i in range(len(clips))])
     xyz = torch.stack([clips[i]["states"][:, :3] for i in range(len(clips))])
     with torch.no_grad():
@@ -115,9 +115,9 @@ def test_lewm_state_readout_learns_the_position_and_ships_in_the_checkpoint(sim_
         "model.readout_weight=1.0", "optim.lr=2e-3", "optim.decay=10"]))
     model, config = load_world_model(tmp_path / "checkpoints" / "last")
     assert config["readout"] == {"dims": [0, 1, 2]}
-    from datasets.clips import ClipDataset
+    from datasets.clips import ClipDataset, Windows
 
-    mean, std = ClipDataset(sim_data, split="train", history=1, future=0).state_statistics()
+    mean, std = ClipDataset(sim_data, split="train", windows=Windows(history=1, future=0)).state_statistics()
     assert torch.allclose(model.readout.mean, torch.from_numpy(mean[:3]))
     assert torch.allclose(model.readout.std, torch.from_numpy(std[:3]))
     model.train()  # batch statistics: LeWM's BatchNorm running averages lag behind a run this short

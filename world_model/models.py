@@ -73,18 +73,6 @@ class StateReadout(nn.Module):
 
 
 @dataclass
-class PredictorSettings:
-    """The AC predictor's shape; its action width comes from the data."""
-
-    width: int = 256
-    depth: int = 6
-    num_heads: int = 8
-    mlp_ratio: float = 4.0
-    state_dim: int = 7  # 0: no proprioceptive input
-    max_frames: int = 64
-
-
-@dataclass
 class ModelSettings:
     """What every family is trained with (`model:` in configs/train.yaml); families add their own fields."""
 
@@ -92,7 +80,7 @@ class ModelSettings:
     history: int = 3
     readout_weight: float = 0.0  # > 0: train a linear latent -> state[readout_dims] readout with this weight
     readout_dims: tuple[int, ...] = (0, 1, 2)  # end-effector xyz
-    predictor: PredictorSettings = field(default_factory=PredictorSettings)
+    predictor: ACPredictorConfig = field(default_factory=ACPredictorConfig)  # its action_dim comes from the data
 
     def clip_frames(self) -> int:
         """Frames per training clip."""

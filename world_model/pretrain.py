@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from common.config import build_config
 from common.device import pick_device
-from datasets.clips import ClipDataset
+from datasets.clips import ClipDataset, FrameTransform, Windows
 from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
@@ -139,11 +139,10 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     last = out / "checkpoints" / "last"
     o = cfg.optim
 
-    dataset = ClipDataset(
-        cfg.data.root, split=cfg.data.split, history=cfg.num_frames, future=0, fps=cfg.data.fps,
-        frameskip=cfg.data.frameskip, camera=cfg.data.camera, image_size=cfg.data.image_size,
-        crop_scale=cfg.data.crop_scale, crop_ratio=cfg.data.crop_ratio,
-    )
+    d = cfg.data
+    dataset = ClipDataset(d.root, split=d.split, camera=d.camera,
+                          windows=Windows(history=cfg.num_frames, future=0, fps=d.fps, frameskip=d.frameskip),
+                          transform=FrameTransform(d.image_size, d.crop_scale, d.crop_ratio))
     model = VJEPA(cfg.encoder, cfg.predictor).to(device)
     optimizer = torch.optim.AdamW(param_groups(model), lr=o.lr, weight_decay=o.weight_decay)
     step, history = resume(last, model, optimizer, rng, device) if cfg.resume and last.exists() else (0, [])

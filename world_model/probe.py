@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.device import pick_device
-from datasets.clips import ClipDataset
+from datasets.clips import ClipDataset, FrameTransform, Windows
 from world_model.checkpoints import load_encoder
 from world_model.encoder import encode_frames
 
@@ -65,7 +65,8 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
     encoder = load_encoder(checkpoint).to(dev).eval()
     splits = {}
     for split in ("train", "val"):
-        ds = ClipDataset(data_root, split=split, history=1, future=0, image_size=image_size)
+        ds = ClipDataset(data_root, split=split, windows=Windows(history=1, future=0),
+                         transform=FrameTransform(image_size=image_size))
         if len(ds) == 0:
             raise ValueError(f"{data_root} has no {split} frames; index it with a validation share (datasets.index)")
         splits[split] = encode_split(encoder, ds, batch_size, dev, max_frames, progress)

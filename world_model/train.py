@@ -34,7 +34,7 @@ from common.config import build_config, plain
 from common.device import pick_device
 from common.droid import FRANKA_ACTION_KEYS
 from common.seeding import derive_seed
-from datasets.clips import ClipDataset
+from datasets.clips import ClipActions, ClipDataset, FrameTransform, Windows
 from world_model.checkpoints import save_checkpoint
 from world_model.feature_cache import CachedFeatureClips, CacheMismatchError
 from world_model.models import ModelSettings, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
@@ -110,9 +110,9 @@ def data_config(data: TrainDataConfig) -> dict[str, Any]:
 
 
 def _clips(data: TrainDataConfig, split: str, frames: int, load_frames: bool = True) -> ClipDataset:
-    return ClipDataset(data.root, split=split, history=frames, future=0, fps=data.fps, frameskip=data.frameskip,
-                       camera=data.camera, image_size=data.image_size, action_mode=data.action_mode,
-                       recorded_actions=list(data.recorded_actions), recorded_reduce=data.recorded_reduce,
+    return ClipDataset(data.root, split=split, windows=Windows(history=frames, future=0, fps=data.fps, frameskip=data.frameskip),
+                       actions=ClipActions(data.action_mode, data.recorded_actions, data.recorded_reduce),
+                       transform=FrameTransform(image_size=data.image_size), camera=data.camera,
                        val_fraction=data.val_fraction, load_frames=load_frames)
 
 

@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from common.config import build_config
 from common.droid import CARTESIAN_DELTA_ACTION, CONTROL_HZ, EXTERIOR_CAMERA, FRANKA_ACTION_KEYS, WRIST_CAMERA
 from common.seeding import derive_seed
 from datasets.index import write_index
@@ -204,10 +205,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     return summary
 
 
-def main(cfg) -> None:
-    from omegaconf import OmegaConf
-
-    config = CollectConfig(**OmegaConf.to_container(cfg, resolve=True))
+def main(cfg: Any) -> None:
+    config = build_config(CollectConfig, cfg)
     summary = collect(config)
     rate = "n/a" if summary["success_rate"] is None else f"{100 * summary['success_rate']:.0f}%"
     print(f"collected {summary['collected']} episodes ({summary['steps']} steps, {summary['steps_per_s']} steps/s) "

@@ -1,0 +1,58 @@
+"""Typed configs: hydra's config becomes dataclasses once; a typo is named with the valid keys."""
+
+from dataclasses import dataclass, field
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf.errors import MissingMandatoryValue
+
+from common.cli import CONFIG_DIR
+from common.config import ConfigError, build_config
+from planners.factory import PlanConfig
+from world_model.models import JEPASettings, LeWMSettings
+from world_model.train import train_config
+
+
+@dataclass
+class Inner:
+    size: tuple[int, int] = (1, 2)
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    inner: Inner = field(default_factory=Inner)
+    items: list[Inner] = field(default_factory=list)
+
+
+def test_nested_dataclasses_lists_and_tuples_are_built():
+    config = build_config(Outer, {"name": "y", "inner": {"size": [3, 4]}, "items": [{"size": [5, 6]}]})
+    assert config == Outer("y", Inner((3, 4)), [Inner((5, 6))])
+
+
+def test_an_unknown_key_is_named_with_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown setting inner\.sise; valid: size"):
+        build_config(Outer, {"inner": {"sise": [1, 1]}})
+
+
+def _compose(name, overrides):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return compose(name, overrides=overrides)
+
+
+def test_every_planning_config_builds_and_a_typo_is_refused():
+    plan = build_config(PlanConfig, _compose("cem_goal", []))
+    assert plan.solver.name == "cem" and plan.fixed() == {3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0}
+    with pytest.raises(ConfigError, match="solver.sampels"):
+        build_config(PlanConfig, _compose("cem_goal", ["+solver.sampels=10"]))
+
+
+def test_the_train_config_takes_the_family_settings_and_requires_its_data():
+    lewm = train_config(_compose("train", ["model=lewm", "data.root=/data"]))
+    assert isinstance(lewm.model, LeWMSettings) and lewm.model.clip_frames() == lewm.model.history + 1
+    ac = train_config(_compose("train", ["data.root=/data", "model.encoder_checkpoint=/enc"]))
+    assert isinstance(ac.model, JEPASettings) and ac.model.clip_frames() == ac.model.history + ac.model.rollout_steps
+    with pytest.raises(MissingMandatoryValue):
+        train_config(_compose("train", ["model=lewm"]))
+    with pytest.raises(ConfigError, match="model.rollout_steps"):  # a V-JEPA setting is not a LeWM one
+        train_config(_compose("train", ["model=lewm", "data.root=/data", "+model.rollout_steps=2"]))

@@ -15,6 +15,7 @@ Subclasses define a task: `_sample_task`, `_goal_configuration`, `task_distance`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -63,6 +64,9 @@ class FrankaEnv(gym.Env):
         ik_iterations: int = 3,
         cube: bool = False,
         goal_marker: bool = False,
+        platform: bool = False,
+        camera_view: str = "wide",
+        wide_fingers: bool = False,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -73,10 +77,15 @@ class FrankaEnv(gym.Env):
         self.success_threshold = success_threshold
         self.ik_iterations = ik_iterations
 
-        self.model = mujoco.MjModel.from_xml_string(scene_xml(cube=cube, goal_marker=goal_marker, wrist_camera=wrist_camera))
+        self.camera_view = camera_view
+        self.model = mujoco.MjModel.from_xml_string(scene_xml(cube=cube, goal_marker=goal_marker, wrist_camera=wrist_camera,
+                                                              platform=platform, camera_view=camera_view,
+                                                              wide_fingers=wide_fingers))
         self.data = mujoco.MjData(self.model)
         self._scratch = mujoco.MjData(self.model)  # IK works here, never on the live state
         self._goal_data = mujoco.MjData(self.model)
+        self._subgoal_data = mujoco.MjData(self.model)
+        self._subgoal_images: list[np.ndarray] = []
         self._arm_qpos = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
         self._arm_dof = np.array([self.model.joint(j).dofadr[0] for j in ARM_JOINTS])
         self._finger_qpos = np.array([self.model.joint(j).qposadr[0] for j in FINGER_JOINTS])
@@ -229,13 +238,22 @@ class FrankaEnv(gym.Env):
             obs["wrist_pixels"] = self._render(self.data, WRIST_CAMERA, self.image_size)
         return obs
 
+    def is_success(self, distance: float) -> bool:
+        """Whether the task is done at this task distance (tasks may add conditions, e.g. a released object)."""
+        return distance < self.success_threshold
+
     def _info(self, goal: bool = False) -> dict[str, Any]:
         distance = self.task_distance()
-        info: dict[str, Any] = {"is_success": bool(distance < self.success_threshold), "distance": float(distance)}
+        info: dict[str, Any] = {"is_success": bool(self.is_success(distance)), "distance": float(distance)}
         if goal:
             info["goal_image"] = self.goal_image()
             info["goal_state"] = self._goal_state.copy()
+            info["subgoal_images"] = [image.copy() for image in self._subgoal_images]
         return info
+
+    def _subgoal_configurations(self) -> list[Callable[[mujoco.MjData], None]]:
+        """Intermediate goal configurations, in order, each setting a copy of the reset state (none by default)."""
+        return []
 
     def _make_goal(self) -> None:
         goal = self._goal_data
@@ -253,6 +271,19 @@ class FrankaEnv(gym.Env):
             self._goal_from_configuration(goal)
         self._goal_image = self._render(goal, EXTERIOR_CAMERA, self.image_size)
         self._goal_state = self.state(goal)
+        self._subgoal_images = []
+        scratch = self._subgoal_data
+        for configure in self._subgoal_configurations():
+            scratch.qpos[:], scratch.qvel[:] = self.data.qpos, 0.0
+            if self.model.nmocap:
+                scratch.mocap_pos[:], scratch.mocap_quat[:] = self.data.mocap_pos, self.data.mocap_quat
+            configure(scratch)
+            mujoco.mj_forward(self.model, scratch)
+            self._subgoal_images.append(self._render(scratch, EXTERIOR_CAMERA, self.image_size))
+
+    def subgoal_images(self) -> list[np.ndarray]:
+        """Intermediate goal images (before the final goal image), fixed at reset; empty for single-goal tasks."""
+        return [image.copy() for image in self._subgoal_images]
 
     def goal_image(self) -> np.ndarray:
         """The scene rendered in the goal configuration (H, W, 3) uint8, fixed at reset."""

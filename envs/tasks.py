@@ -1,4 +1,5 @@
-"""The Franka tasks: reach a point, push a cube. Each renders its own goal image at reset."""
+"""The Franka tasks: reach a point, push a cube, pick a cube and place it. Each renders its goal image at reset
+(pick-and-place also its sub-goal images: grasped, then carried above the goal)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import mujoco
 import numpy as np
 
 from common.droid import ACTION_DIM, MAX_DELTA_POS, MAX_DELTA_ROT
-from common.rotations import matrix_to_euler_xyz
+from common.rotations import euler_xyz_to_matrix, matrix_to_euler_xyz
 from envs.franka_env import FrankaEnv
+from envs.franka_model import FINGER_OPEN, PLATFORM_HALF
 
 DOWN = np.eye(3)  # TCP orientation with the gripper pointing down (see envs.franka_model)
 GOAL_IK_ITERATIONS = 150
@@ -63,8 +65,8 @@ class FrankaPushEnv(FrankaEnv):
     HALF = 0.025  # cube half size
     PUSH_Z = 0.02  # TCP height while pushing
 
-    def __init__(self, goal_marker: bool = False, **kwargs):
-        super().__init__(cube=True, goal_marker=goal_marker, **kwargs)
+    def __init__(self, goal_marker: bool = False, camera_view: str = "table", **kwargs):
+        super().__init__(cube=True, goal_marker=goal_marker, camera_view=camera_view, **kwargs)
         self._cube_qpos = self.model.joint("cube").qposadr[0]
         self._cube_body = self.model.body("cube").id
         self._goal_mocap = self.model.body("goal").mocapid[0] if goal_marker else None
@@ -72,17 +74,20 @@ class FrankaPushEnv(FrankaEnv):
 
     def _sample_task(self, rng: np.random.Generator) -> None:
         cube = rng.uniform(self.CUBE_LOW, self.CUBE_HIGH)
-        angle = rng.uniform(0, 2 * np.pi)
-        distance = rng.uniform(self.MIN_PUSH, self.MAX_PUSH)
-        goal = cube + distance * np.array([np.cos(angle), np.sin(angle)])
-        self.goal_pos = np.clip(goal, self.CUBE_LOW - 0.05, self.CUBE_HIGH + 0.05)
+        for _ in range(100):  # a goal that needs a real displacement: never within the success radius
+            angle = rng.uniform(0, 2 * np.pi)
+            goal = cube + rng.uniform(self.MIN_PUSH, self.MAX_PUSH) * np.array([np.cos(angle), np.sin(angle)])
+            goal = np.clip(goal, self.CUBE_LOW - 0.05, self.CUBE_HIGH + 0.05)
+            if np.linalg.norm(goal - cube) >= max(self.MIN_PUSH / 2, 2 * self.success_threshold):
+                break
+        self.goal_pos = goal
         self._place_cube(self.data, cube, rng.uniform(-np.pi / 4, np.pi / 4))
         if self._goal_mocap is not None:
             self.data.mocap_pos[self._goal_mocap] = [*self.goal_pos, 0.0005]
 
-    def _place_cube(self, data: mujoco.MjData, xy: np.ndarray, yaw: float) -> None:
+    def _place_cube(self, data: mujoco.MjData, xy: np.ndarray, yaw: float, z: float | None = None) -> None:
         a = self._cube_qpos
-        data.qpos[a : a + 3] = [xy[0], xy[1], self.HALF]
+        data.qpos[a : a + 3] = [xy[0], xy[1], self.HALF if z is None else z]
         data.qpos[a + 3 : a + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
 
     def cube_xy(self, data: mujoco.MjData | None = None) -> np.ndarray:
@@ -123,6 +128,128 @@ class FrankaPushEnv(FrankaEnv):
         action[:3] = _toward(target - pos, 1.0, MAX_DELTA_POS)
         action[3:6] = _toward(matrix_to_euler_xyz(DOWN @ rot.T), 1.0, MAX_DELTA_ROT)
         action[6] = 1.0  # closed fingers push more reliably
+        if noise and rng is not None:
+            action[:6] += rng.normal(0.0, noise, 6) * np.array([MAX_DELTA_POS] * 3 + [MAX_DELTA_ROT] * 3)
+        return np.clip(action, self.action_space.low, self.action_space.high).astype(np.float32)
+
+
+def _yaw(quat: np.ndarray) -> float:
+    """Yaw (rad) of a (w, x, y, z) quaternion."""
+    w, x, y, z = quat
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def _grasp_yaw(cube_yaw: float) -> float:
+    """The gripper yaw in [-pi/4, pi/4] that puts the fingers on two faces of a cube turned by `cube_yaw`."""
+    return float((cube_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+
+
+class FrankaPickPlaceEnv(FrankaPushEnv):
+    """Grasp a 5 cm cube and put it at a goal point, on the table or on a raised platform.
+
+    Success: the cube centre within `success_threshold` (5 cm) of the goal point and the gripper open (the
+    cube released). Sub-goal images (V-JEPA 2-AC's protocol): the cube grasped where it lies, then the cube
+    carried above the goal; the goal image shows the cube placed and the open gripper above it.
+    """
+
+    RAISED_PROB = 0.5
+    CARRY_CLEARANCE = 0.1  # m above the higher of start and goal while carrying
+    RETREAT = 0.16  # m above the placed cube: where the open gripper ends (the goal image's arm pose)
+    RELEASED = 0.2  # gripper reading below which the fingers are off the cube (0 open .. 1 closed)
+    GRASP_Q = 0.025  # finger opening that touches a 5 cm cube
+
+    def __init__(self, camera_view: str = "table", wide_fingers: bool = True, **kwargs):
+        FrankaEnv.__init__(self, cube=True, platform=True, camera_view=camera_view, wide_fingers=wide_fingers, **kwargs)
+        self._cube_qpos = self.model.joint("cube").qposadr[0]
+        self._cube_body = self.model.body("cube").id
+        self._goal_mocap = None
+        self._platform = self.model.body("platform").mocapid[0]
+        self.goal_pos = np.zeros(3)
+        self.raised = False
+
+    def _sample_task(self, rng: np.random.Generator) -> None:
+        cube = rng.uniform(self.CUBE_LOW, self.CUBE_HIGH)
+        for _ in range(100):  # a goal at least MIN_PUSH away, and a platform that does not touch the cube
+            goal = rng.uniform(self.CUBE_LOW - 0.05, self.CUBE_HIGH + 0.05)
+            if np.linalg.norm(goal - cube) >= self.MIN_PUSH + 0.02:
+                break
+        self.raised = bool(rng.random() < self.RAISED_PROB)
+        top = 2 * PLATFORM_HALF[2] if self.raised else 0.0
+        self.goal_pos = np.array([goal[0], goal[1], top + self.HALF])
+        self.data.mocap_pos[self._platform] = [goal[0], goal[1], PLATFORM_HALF[2]] if self.raised else [0.0, 0.0, -2.0]
+        self._place_cube(self.data, cube, rng.uniform(-np.pi / 4, np.pi / 4))
+
+    def cube_pos(self, data: mujoco.MjData | None = None) -> np.ndarray:
+        data = self.data if data is None else data
+        return data.xpos[self._cube_body].copy()
+
+    def task_distance(self) -> float:
+        return float(np.linalg.norm(self.cube_pos() - self.goal_pos))
+
+    def is_success(self, distance: float) -> bool:
+        return distance < self.success_threshold and float(self.state()[6]) < self.RELEASED
+
+    def _hold(self, data: mujoco.MjData, cube_pos: np.ndarray, yaw: float) -> None:
+        """Arm at a grasp of a cube centred at `cube_pos` (yaw-aligned), fingers closed on it."""
+        rotation = euler_xyz_to_matrix(np.array([0.0, 0.0, _grasp_yaw(yaw)]))
+        data.qpos[self._arm_qpos] = self.solve_ik(cube_pos, rotation, self._home, GOAL_IK_ITERATIONS)
+        data.qpos[self._finger_qpos] = self.GRASP_Q
+        self._place_cube(data, cube_pos[:2], yaw, z=cube_pos[2])
+
+    def _subgoal_configurations(self) -> list:
+        start, yaw = self.cube_pos(self.data), _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])
+        carry = max(start[2], self.goal_pos[2]) + self.CARRY_CLEARANCE
+        return [lambda d: self._hold(d, start, yaw),
+                lambda d: self._hold(d, np.array([*self.goal_pos[:2], carry]), yaw)]
+
+    def _goal_configuration(self, data: mujoco.MjData) -> None:
+        yaw = _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])
+        self._place_cube(data, self.goal_pos[:2], yaw, z=self.goal_pos[2])
+        above = self.goal_pos + np.array([0.0, 0.0, self.RETREAT])
+        data.qpos[self._arm_qpos] = self.solve_ik(above, euler_xyz_to_matrix(np.array([0.0, 0.0, _grasp_yaw(yaw)])),
+                                                  self._home, GOAL_IK_ITERATIONS)
+        data.qpos[self._finger_qpos] = FINGER_OPEN
+
+    def _goal_from_configuration(self, data: mujoco.MjData) -> None:
+        raise NotImplementedError("FrankaPickPlace-v0 takes its goal from its sampler, not from an arm configuration")
+
+    def expert_action(self, rng: np.random.Generator | None = None, noise: float = 0.0) -> np.ndarray:
+        """Above the cube, down, close, lift, carry above the goal, down, open, retreat; re-grasp if it slips."""
+        pos, rot = self.tcp_pose()
+        cube = self.cube_pos()
+        wanted = euler_xyz_to_matrix(np.array([0.0, 0.0, _grasp_yaw(_yaw(self.data.qpos[self._cube_qpos + 3 :
+                                                                                    self._cube_qpos + 7]))]))
+        rot_error = matrix_to_euler_xyz(wanted @ rot.T)
+        reading = float(self.state()[6])
+        in_hand = np.linalg.norm(pos - cube) < 0.03 and reading > 0.3
+        carry = max(self.HALF, self.goal_pos[2]) + self.CARRY_CLEARANCE  # the cube starts on the table
+        goal_xy = np.linalg.norm(cube[:2] - self.goal_pos[:2])
+        at_goal = goal_xy < 0.015 and abs(cube[2] - self.goal_pos[2]) < 0.012
+        dxy = np.linalg.norm(pos[:2] - cube[:2])
+        close = 0.0
+        if at_goal and (in_hand or reading > self.RELEASED):
+            target = pos  # placed: let go where it is
+        elif at_goal or (np.linalg.norm(cube - self.goal_pos) < 0.03 and not in_hand):
+            target = self.goal_pos + np.array([0.0, 0.0, self.RETREAT])  # released: retreat
+        elif in_hand:
+            close = 1.0
+            if goal_xy > 0.015:  # lift straight up, then carry at the carry height
+                target = np.array([*self.goal_pos[:2], carry]) if cube[2] > carry - 0.03 else np.array([*cube[:2], carry])
+            else:
+                target = self.goal_pos.copy()
+        elif reading > 0.5 and dxy > 0.01:
+            target = pos  # closed on nothing: open before the approach
+        elif dxy > 0.02 or (dxy > 0.008 and pos[2] > cube[2] + 0.06) or np.abs(rot_error).max() > 0.08:
+            height = cube[2] + 0.08
+            target = np.array([*cube[:2], height]) if pos[2] > cube[2] + 0.04 or dxy < 0.03 else np.array([*pos[:2], height])
+        elif pos[2] > cube[2] + 0.008:
+            target = cube.copy()
+        else:
+            target, close = cube.copy(), 1.0
+        action = np.zeros(ACTION_DIM)
+        action[:3] = _toward(target - pos, 1.0, MAX_DELTA_POS / 2 if in_hand else MAX_DELTA_POS)  # gently with the cube
+        action[3:6] = _toward(rot_error, 1.0, MAX_DELTA_ROT)
+        action[6] = close
         if noise and rng is not None:
             action[:6] += rng.normal(0.0, noise, 6) * np.array([MAX_DELTA_POS] * 3 + [MAX_DELTA_ROT] * 3)
         return np.clip(action, self.action_space.low, self.action_space.high).astype(np.float32)

@@ -99,3 +99,67 @@ def test_gripper_closes_and_opens(reach):
     for _ in range(5):
         obs, *_ = reach.step(np.zeros(7))
     assert obs["state"][6] < 0.1
+
+
+def _expert_success(env_id: str, seeds: range, noise: float = 0.1, **kwargs) -> int:
+    env = gym.make(env_id, image_size=32, **kwargs)
+    rng, successes = np.random.default_rng(0), 0
+    try:
+        for seed in seeds:
+            _, info = env.reset(seed=seed)
+            done = False
+            while not done and not info["is_success"]:
+                _, _, terminated, truncated, info = env.step(env.unwrapped.expert_action(rng, noise=noise))
+                done = terminated or truncated
+            successes += info["is_success"]
+    finally:
+        env.close()
+    return successes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["FrankaPush-v0", "FrankaPickPlace-v0", "FrankaReachPrecise-v0"])
+def test_manipulation_and_precise_reach_experts_succeed_in_95_percent_of_noisy_episodes(env_id):
+    successes = _expert_success(env_id, range(100, 120))
+    assert successes >= 19, f"{env_id} expert succeeded in {successes}/20 episodes"
+
+
+@pytest.mark.parametrize("env_id", ["FrankaPush-v0", "FrankaPickPlace-v0"])
+def test_manipulation_goals_never_start_solved(env_id):
+    env = gym.make(env_id, image_size=16)
+    try:
+        for seed in range(30):
+            _, info = env.reset(seed=seed)
+            assert not info["is_success"] and info["distance"] >= 2 * env.unwrapped.success_threshold, seed
+    finally:
+        env.close()
+
+
+def test_pick_and_place_renders_its_subgoals_and_needs_a_release():
+    env = gym.make("FrankaPickPlace-v0", image_size=48)
+    try:
+        obs, info = env.reset(seed=3)
+        grasped, carried = info["subgoal_images"]
+        images = [obs["pixels"], grasped, carried, info["goal_image"]]
+        assert all(image.shape == (48, 48, 3) and image.dtype == np.uint8 for image in images)
+        for a, b in zip(images, images[1:]):  # every stage looks different from the one before
+            assert np.abs(a.astype(int) - b).mean() > 1.0
+        u = env.unwrapped
+        assert u.is_success(0.0) == (u.state()[6] < u.RELEASED)  # at the goal, released: done
+        u.data.qpos[u._finger_qpos] = u.GRASP_Q  # at the goal but still holding: not done
+        assert not u.is_success(0.0)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("size", [96, 128])
+def test_larger_frames_and_the_table_view(size):
+    env = gym.make("FrankaPush-v0", image_size=size)
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs["pixels"].shape == (size, size, 3) and info["goal_image"].shape == (size, size, 3)
+        assert env.unwrapped.camera_view == "table"
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="camera_view"):
+        gym.make("FrankaReach-v0", camera_view="ceiling")

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import imageio.v2 as imageio
 import numpy as np
 
 from common.config import build_config
@@ -28,15 +26,11 @@ from datasets.reader import EpisodeReader
 from datasets.schema import JOINTS
 from envs.policies import make_policy
 from planners.actions import franka_delta_pose_adapter
+from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
 from planners.factory import PlanConfig, build_planner, load_model
 
 AGENTS = ("planner", "random", "oracle")
-
-
-def side_by_side(frames: list[np.ndarray], goal: np.ndarray, scale: int = 4) -> list[np.ndarray]:
-    up = lambda img: np.repeat(np.repeat(img, scale, 0), scale, 1)  # noqa: E731
-    return [np.concatenate([up(f), up(goal)], axis=1) for f in frames]
 
 
 @dataclass
@@ -101,7 +95,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
     if planner_agent:
         planner = build_planner(model, model_config, config.solver, config.mpc, config.fixed(), device, config.seed, env)
         delta_pose = model_config.get("data", {}).get("action_mode") == "delta_pose"
-        agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None)
+        agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None, config.subgoals)
     else:
         if not ours:
             raise ValueError(f"agent={config.agent} needs one of our Franka envs (it uses their scripted expert/noise)")
@@ -126,10 +120,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps, "
               f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step")
         if out:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                imageio.mimwrite(out / f"episode_{episode:03d}.mp4", side_by_side(result.frames, result.goal_image),
-                                 fps=4, format="ffmpeg", macro_block_size=1)
+            write_video(result, out / f"episode_{episode:03d}.mp4")
+            episode_plot(result, out / f"episode_{episode:03d}.png")
     env.close()
     successes = np.array([r.success for r in results], dtype=float)
     distances = np.array([r.final_distance for r in results])
@@ -138,6 +130,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "success_rate": float(successes.mean()),
         "success_stderr": float(successes.std(ddof=1) / np.sqrt(len(results))) if len(results) > 1 else 0.0,
         "mean_final_distance": float(distances.mean()),
+        "mean_steps_to_success": float(np.mean([r.steps for r in results if r.success])) if successes.any() else None,
+        "subgoals": bool(config.subgoals),
         "mean_plan_seconds_per_step": float(np.mean([r.plan_seconds_per_step for r in results])),
         "episodes": len(results), "env_id": config.env_id, "agent": config.agent,
         "solver": config.solver.name if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,

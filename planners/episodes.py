@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from planners.mpc import MPCPlanner
+from planners.mpc import MPCPlanner, PlanStep
 
 
 @dataclass
@@ -24,6 +24,14 @@ class EpisodeResult:
     plan_seconds_per_step: float
     frames: list[np.ndarray] = field(repr=False, default_factory=list)
     goal_image: np.ndarray | None = field(repr=False, default=None)
+    subgoal_images: list[np.ndarray] = field(repr=False, default_factory=list)
+    distances: list[float] = field(repr=False, default_factory=list)  # the env's task distance after reset and each step
+    states: list[np.ndarray] = field(repr=False, default_factory=list)  # proprioceptive state, same times
+    trace: list[PlanStep] = field(repr=False, default_factory=list)  # one entry per plan (planner agents)
+
+    @property
+    def steps_to_success(self) -> int | None:
+        return self.steps if self.success else None
 
 
 def observe(env: Any, obs: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -44,13 +52,18 @@ class Agent(Protocol):
 
 
 class PlannerAgent:
-    """The MPC planner; `to_env_action(model_action, obs)` maps its actions to the env's (identity if None)."""
+    """The MPC planner; `to_env_action(model_action, obs)` maps its actions to the env's (identity if None).
 
-    def __init__(self, planner: MPCPlanner, to_env_action: Callable[[np.ndarray, Any], np.ndarray] | None = None):
-        self.planner, self.to_env_action = planner, to_env_action
+    With `subgoals`, it plans through the env's sub-goal images (`info["subgoal_images"]`) before the goal.
+    """
+
+    def __init__(self, planner: MPCPlanner, to_env_action: Callable[[np.ndarray, Any], np.ndarray] | None = None,
+                 subgoals: bool = False):
+        self.planner, self.to_env_action, self.subgoals = planner, to_env_action, subgoals
 
     def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None:
-        self.planner.reset(goal_image, info.get("goal_state"))
+        subgoals = list(info.get("subgoal_images", [])) if self.subgoals else []
+        self.planner.reset([*subgoals, goal_image] if subgoals else goal_image, info.get("goal_state"))
 
     def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
         pixels, state = observe(env, obs)
@@ -86,17 +99,27 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
     if goal is None and hasattr(env.unwrapped, "goal_image"):
         goal = env.unwrapped.goal_image()
     agent.reset(env, goal, info, seed)
-    frames = [observe(env, obs)[0]] if record else []
-    success, distance, steps = bool(info.get("is_success", False)), float(info.get("distance", np.nan)), 0
+    result = EpisodeResult(bool(info.get("is_success", False)), float(info.get("distance", np.nan)), 0, 0.0, [], goal,
+                           list(info.get("subgoal_images", [])) if goal_image is None else [])
+
+    def log(obs: Any, info: dict[str, Any]) -> None:
+        result.success, result.final_distance = bool(info.get("is_success", False)), float(info.get("distance", np.nan))
+        result.distances.append(result.final_distance)
+        if isinstance(obs, dict) and "state" in obs:
+            result.states.append(np.asarray(obs["state"], dtype=np.float32))
+        if record:
+            result.frames.append(observe(env, obs)[0])
+
+    log(obs, info)
     done = False
-    while steps < max_steps and not success and not done:
+    while result.steps < max_steps and not result.success and not done:
         for action in agent.act(env, obs):
             obs, _, terminated, truncated, info = env.step(action(obs))
-            steps += 1
-            success, distance = bool(info.get("is_success", False)), float(info.get("distance", np.nan))
-            if record:
-                frames.append(observe(env, obs)[0])
+            result.steps += 1
+            log(obs, info)
             done = terminated or truncated
-            if success or done or steps >= max_steps:
+            if result.success or done or result.steps >= max_steps:
                 break
-    return EpisodeResult(success, distance, steps, agent.plan_seconds_per_step(), frames, goal)
+    result.plan_seconds_per_step = agent.plan_seconds_per_step()
+    result.trace = list(getattr(getattr(agent, "planner", None), "trace", []))
+    return result

@@ -69,7 +69,8 @@ class PlanConfig:
     max_steps: int = 30
     seed: int = 0
     device: str | None = None
-    video_dir: str | None = "runs/cem_goal"
+    video_dir: str | None = "runs/cem_goal"  # per episode: labelled MP4 and a PNG of diagnostics plots
+    subgoals: bool = False  # plan through the env's sub-goal images (info["subgoal_images"]) before the goal
     fixed_dims: dict[int, float] | None = None
     solver: SolverConfig = field(default_factory=SolverConfig)
     mpc: MPCConfig = field(default_factory=MPCConfig)

@@ -3,18 +3,24 @@
 The context is the model's full history of real observations (its `history` latest frames, the
 actions executed between them and their states), not a single frame. Past frames are encoded once
 and kept. The cost is the sum of the terms `MPCConfig` asks for (planners.costs).
+
+The goal may be a sequence of images (sub-goals, as in V-JEPA 2-AC's pick-and-place): the planner aims
+at one at a time and moves to the next when the observed latent comes within `subgoal_latent` of it
+(or its readout within `subgoal_readout` metres), or after `subgoal_steps` control steps on it; the
+last image is the goal and is never left. Each plan appends a `PlanStep` to `trace` for diagnostics.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from planners.costs import LatentGoalCost, ReadoutGoalCost, StateGoalCost, rollout_cost
-from planners.protocols import Bounds, CostTerm, Solver, WorldModelLike
+from planners.costs import LatentGoalCost, ReadoutGoalCost, StateGoalCost, latent_distance, rollout_cost
+from planners.protocols import Bounds, CostTerm, PlanResult, Solver, WorldModelLike
 
 
 @dataclass
@@ -25,6 +31,21 @@ class MPCConfig:
     final_only: bool = True  # cost at the end of the horizon (else summed over it)
     state_weight: float = 0.0  # true goal state term: oracle checks only
     readout_weight: float | None = 0.0  # weight of the model's state-readout distance (metres); None: resolved later
+    subgoal_latent: float | None = None  # next sub-goal when the observed latent is this close (metric above)
+    subgoal_readout: float | None = None  # ... or when the readout positions are this close (m; needs a readout)
+    subgoal_steps: int | None = None  # ... or after this many control steps on one sub-goal
+
+
+@dataclass
+class PlanStep:
+    """What one plan saw and chose (for the diagnostics plots)."""
+
+    goal_index: int
+    latent_distance: float  # observed latent to the current goal, in the cost's metric
+    cost: float
+    iteration_costs: list[float] = field(default_factory=list)
+    observed_readout: np.ndarray | None = None  # readout of the observed latent (e.g. end-effector xyz)
+    predicted_readout: np.ndarray | None = None  # (H, dims): readout along the chosen plan's rollout
 
 
 class MPCPlanner:
@@ -41,19 +62,39 @@ class MPCPlanner:
         self.device = torch.device(device)
         self.reset(None)
 
-    def reset(self, goal_frame: np.ndarray | None, goal_state: np.ndarray | None = None) -> None:
+    def reset(self, goal: np.ndarray | Sequence[np.ndarray] | None, goal_state: np.ndarray | None = None) -> None:
+        """Start an episode toward `goal`: one image (H, W, 3) uint8, or sub-goal images in order, the goal last."""
         self.latents: list[torch.Tensor] = []
         self.states: list[torch.Tensor] = []
         self.executed: list[torch.Tensor] = []
         self.plan: torch.Tensor | None = None
         self.plan_seconds: list[float] = []
+        self.trace: list[PlanStep] = []
         self.goal_state = None if goal_state is None else torch.as_tensor(goal_state, dtype=torch.float32)
-        self.z_goal = None if goal_frame is None else self._encode(goal_frame)
+        frames = [] if goal is None else [goal] if isinstance(goal, np.ndarray) and goal.ndim == 3 else list(goal)
+        self.goals = [self._encode(frame) for frame in frames]
+        self.goal_index, self.steps_on_goal = 0, 0
+
+    @property
+    def z_goal(self) -> torch.Tensor | None:
+        return self.goals[self.goal_index] if self.goals else None
 
     @torch.no_grad()
     def _encode(self, frame: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None, None].to(self.device)
         return self.model.encode(pixels)[0, 0]  # (N, D)
+
+    @torch.no_grad()
+    def _reached(self, z: torch.Tensor) -> bool:
+        """Whether the observed latent `z` counts as having reached the current sub-goal."""
+        c = self.config
+        if c.subgoal_steps is not None and self.steps_on_goal >= c.subgoal_steps:
+            return True
+        if c.subgoal_latent is not None and float(latent_distance(z[None, None], self.z_goal, c.metric)) < c.subgoal_latent:
+            return True
+        readout = getattr(self.model, "readout", None)
+        return (c.subgoal_readout is not None and readout is not None
+                and float((readout(z) - readout(self.z_goal)).norm()) < c.subgoal_readout)
 
     def cost_terms(self, states: torch.Tensor | None) -> list[CostTerm]:
         """The terms of the cost toward the current goal, as the config asks."""
@@ -70,7 +111,10 @@ class MPCPlanner:
         if self.z_goal is None:
             raise RuntimeError("MPCPlanner.act needs reset(goal_frame) first")
         h = self.model.history
-        self.latents = (self.latents + [self._encode(frame)])[-h:]
+        z_now = self._encode(frame)
+        while self.goal_index < len(self.goals) - 1 and self._reached(z_now):
+            self.goal_index, self.steps_on_goal = self.goal_index + 1, 0
+        self.latents = (self.latents + [z_now])[-h:]
         if state is not None:
             self.states = (self.states + [torch.as_tensor(state, dtype=torch.float32)])[-h:]
         context = torch.stack(self.latents)
@@ -86,4 +130,19 @@ class MPCPlanner:
         self.plan = result.actions.detach().cpu()
         chosen = self.plan[: self.config.execute]
         self.executed = (self.executed + list(chosen))[-h:]
+        self.steps_on_goal += len(chosen)
+        self.trace.append(self._plan_step(z_now, context, past, states, result))
         return chosen
+
+    @torch.no_grad()
+    def _plan_step(self, z_now: torch.Tensor, context: torch.Tensor, past: torch.Tensor | None,
+                   states: torch.Tensor | None, result: PlanResult) -> PlanStep:
+        step = PlanStep(self.goal_index, float(latent_distance(z_now[None, None], self.z_goal, self.config.metric)),
+                        result.cost, list(result.history))
+        readout = getattr(self.model, "readout", None)
+        if readout is not None:  # one more rollout, of the chosen plan only
+            pred = self.model.rollout(context[None], result.actions[None].to(context), None if past is None else past[None],
+                                      None if states is None else states[None])[0]
+            step.observed_readout = readout(z_now).cpu().numpy()
+            step.predicted_readout = readout(pred).cpu().numpy()
+        return step

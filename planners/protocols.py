@@ -68,6 +68,7 @@ class PlanResult:
     actions: torch.Tensor  # (H, A) best sequence
     cost: float
     iterations: int
+    history: list[float] = field(default_factory=list)  # the lowest cost seen in each iteration
 
 
 class Solver(Protocol):

@@ -53,19 +53,20 @@ class CEMSolver(Solver):
         span = (bounds.high - bounds.low) / 2  # std is relative to the half-range of each dimension
         mean = self._initial_mean(horizon, bounds, init)
         std = (self.init_std * span).expand(horizon, -1).clone()
-        best, best_cost = mean.clone(), float("inf")
+        best, best_cost, history = mean.clone(), float("inf"), []
         for _ in range(self.iterations):
             candidates = bounds.clip(self._sample(mean, std, self.samples))
             candidates[0] = mean  # keep the current mean in the running
             costs = cost(candidates)
             order = torch.argsort(costs)[: self.elites]
             elites = candidates[order]
+            history.append(float(costs[order[0]]))
             if costs[order[0]] < best_cost:
                 best_cost, best = float(costs[order[0]]), candidates[order[0]].clone()
             mean = self.momentum * mean + (1 - self.momentum) * elites.mean(0)
             std = self.momentum * std + (1 - self.momentum) * elites.std(0)
             std = torch.maximum(std, self.min_std * span)
-        return PlanResult(best, best_cost, self.iterations)
+        return PlanResult(best, best_cost, self.iterations, history)
 
 
 class MPPISolver(Solver):
@@ -82,13 +83,14 @@ class MPPISolver(Solver):
         span = (bounds.high - bounds.low) / 2
         mean = self._initial_mean(horizon, bounds, init)
         std = (self.init_std * span).expand(horizon, -1).clone()
-        best, best_cost = mean.clone(), float("inf")
+        best, best_cost, history = mean.clone(), float("inf"), []
         for _ in range(self.iterations):
             candidates = bounds.clip(self._sample(mean, std, self.samples))
             candidates[0] = mean
             costs = cost(candidates)
             weights = torch.softmax(-(costs - costs.min()) / self.temperature, dim=0)
             i = int(torch.argmin(costs))
+            history.append(float(costs[i]))
             if float(costs[i]) < best_cost:
                 best_cost, best = float(costs[i]), candidates[i].clone()
             mean = bounds.clip((weights[:, None, None] * candidates).sum(0))
@@ -97,7 +99,7 @@ class MPPISolver(Solver):
         final = float(cost(mean[None])[0])
         if final < best_cost:
             best, best_cost = mean, final
-        return PlanResult(best, best_cost, self.iterations)
+        return PlanResult(best, best_cost, self.iterations, history)
 
 
 class GradientSolver(Solver):
@@ -117,8 +119,10 @@ class GradientSolver(Solver):
         starts[0] = mean
         actions = starts.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([actions], lr=self.lr)
+        history = []
         for _ in range(self.iterations):
             costs = cost(actions)
+            history.append(float(costs.min()))
             optimizer.zero_grad(set_to_none=True)
             costs.sum().backward()
             optimizer.step()
@@ -127,7 +131,7 @@ class GradientSolver(Solver):
         with torch.no_grad():
             costs = cost(actions)
             i = int(torch.argmin(costs))
-            return PlanResult(actions[i].detach().clone(), float(costs[i]), self.iterations)
+            return PlanResult(actions[i].detach().clone(), float(costs[i]), self.iterations, history)
 
 
 SOLVERS = {"cem": CEMSolver, "mppi": MPPISolver, "gradient": GradientSolver}

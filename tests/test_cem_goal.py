@@ -5,13 +5,16 @@ from pathlib import Path
 
 import gymnasium as gym
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 import torch
+from helpers import tiny_checkpoint
 from hydra import compose, initialize_config_dir
 
 import envs  # noqa: F401
 from common.cli import CONFIG_DIR
 from planners.actions import franka_delta_pose_adapter
+from planners.diagnostics import BANNER
 from planners.episodes import PlannerAgent, run_episode
 from planners.mpc import MPCConfig, MPCPlanner
 from planners.protocols import Bounds
@@ -67,7 +70,8 @@ def test_cem_goal_cli_prints_episodes_summary_and_json_and_writes_videos(tiny_le
     assert {"success_rate", "mean_final_distance", "mean_plan_seconds_per_step"} <= set(summary)
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["episodes"] == 2
     video = imageio.mimread(tmp_path / "episode_000.mp4")
-    assert video[0].shape == (128, 256, 3)  # observed | goal, 4x upscaled
+    assert video[0].shape == (128 + BANNER, 256, 3)  # labelled observation | goal, 4x upscaled
+    assert (tmp_path / "episode_000.png").stat().st_size > 10_000  # the diagnostics plots
     missing = subprocess.run([sys.executable, str(ROOT / "planners" / "cem_goal.py"), f"checkpoint={tmp_path / 'none'}"],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "no world-model checkpoint" in missing.stderr
@@ -85,3 +89,41 @@ def test_evaluate_reports_mean_and_stderr_over_seeds(tiny_lewm):
     assert summary["success_rate"] == pytest.approx(sum(rates) / 2)
     assert summary["success_rate_stderr"] == pytest.approx(abs(rates[0] - rates[1]) / 2)
     assert summary["goal_source"] == "env"
+
+
+def test_pick_and_place_plans_through_its_subgoals_and_writes_diagnostics(tmp_path):
+    from common.config import build_config
+    from planners.cem_goal import evaluate
+    from planners.factory import PlanConfig
+
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    config = build_config(PlanConfig, {
+        "checkpoint": str(checkpoint), "env_id": "FrankaPickPlace-v0", "episodes": 1, "max_steps": 6, "subgoals": True,
+        "video_dir": str(tmp_path / "videos"), "fixed_dims": {3: 0.0, 4: 0.0, 5: 0.0},
+        "solver": {"samples": 8, "elites": 2, "iterations": 2}, "mpc": {"horizon": 2, "subgoal_steps": 2}})
+    summary = evaluate(config)
+    assert summary["episodes"] == 1 and summary["subgoals"] and summary["env_id"] == "FrankaPickPlace-v0"
+    video = imageio.mimread(tmp_path / "videos" / "episode_000.mp4")
+    assert video[0].shape == (32 * 4 + BANNER, 3 * 32 * 4, 3)  # observation | sub-goal | goal
+    assert (tmp_path / "videos" / "episode_000.png").exists()
+
+
+def test_the_planner_moves_through_subgoals_by_step_budget_and_by_distance(tmp_path):
+    from planners.factory import SolverConfig, build_planner, load_model
+    from planners.mpc import MPCConfig
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt"))
+    goals = [np.full((32, 32, 3), v, np.uint8) for v in (0, 100, 200)]
+    planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1),
+                            MPCConfig(horizon=1, subgoal_steps=2), {}, torch.device("cpu"), 0)
+    planner.reset(goals)
+    visited = []
+    for _ in range(6):
+        planner.act(goals[1])
+        visited.append(planner.goal_index)
+    assert visited == [0, 0, 1, 1, 2, 2]  # two steps each, and the last goal is never left
+    planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1),
+                            MPCConfig(horizon=1, subgoal_latent=1e-6), {}, torch.device("cpu"), 0)
+    planner.reset(goals)
+    planner.act(goals[0])  # observing the first sub-goal itself: reached at once
+    assert planner.goal_index == 1 and planner.trace[0].goal_index == 1

@@ -1,0 +1,131 @@
+"""What a person looks at after an evaluated episode: a labelled video and one PNG of plots.
+
+- `episode_video(result)`: each frame is observation | current (sub-)goal (| the final goal when sub-goals
+  are used), upscaled, with the halves labelled, the step, the task distance and, at the end, the outcome; the
+  last frame is held for a second (episodes end at success after a few frames).
+- `episode_plot(result, path)`: distance to the goal over steps (metres, and the planner's latent distance,
+  with sub-goal switches marked), the planner's predicted end-effector path (readout of the predicted latents)
+  against the measured one, and the cost per solver iteration of every plan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from planners.episodes import EpisodeResult
+
+FPS = 4
+BANNER = 14  # pixels of label row above the images
+
+
+def _upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    return np.repeat(np.repeat(image, scale, 0), scale, 1)
+
+
+def _goal_at(result: EpisodeResult, step: int) -> tuple[np.ndarray, str]:
+    """The image the agent aimed at when `step` was taken, and its label."""
+    goals = [*result.subgoal_images, result.goal_image]
+    if len(goals) == 1 or not result.trace:
+        return result.goal_image, "goal"
+    plan = min(step * len(result.trace) // max(result.steps, 1), len(result.trace) - 1)  # the plan behind this frame
+    index = result.trace[plan].goal_index
+    label = "goal" if index == len(goals) - 1 else f"sub-goal {index + 1}/{len(goals) - 1}"
+    return goals[index], label
+
+
+def episode_video(result: EpisodeResult, scale: int = 4, hold_s: float = 1.0) -> list[np.ndarray]:
+    """Labelled frames (H*scale + BANNER, k*W*scale, 3) uint8 of one recorded episode."""
+    if not result.frames:
+        raise ValueError("the episode was not recorded (record=False): no frames to write")
+    out = []
+    final = len(result.frames) - 1
+    for step, frame in enumerate(result.frames):
+        goal, label = _goal_at(result, step)
+        panels = [("observation", frame), (label, goal)]
+        if result.subgoal_images:  # the final goal stays in view (same frame size throughout)
+            panels.append(("final goal", result.goal_image))
+        images = [_upscale(image, scale) for _, image in panels]
+        h, w = images[0].shape[:2]
+        canvas = Image.new("RGB", (w * len(images), h + BANNER), (20, 20, 20))
+        for i, image in enumerate(images):
+            canvas.paste(Image.fromarray(image), (i * w, BANNER))
+        draw = ImageDraw.Draw(canvas)
+        for i, (name, _) in enumerate(panels):
+            draw.text((i * w + 3, 1), name, fill=(235, 235, 235))
+        distance = result.distances[step] if step < len(result.distances) else float("nan")
+        status = f"step {step}  dist {distance:.3f} m"
+        if step == final:
+            status += "  SUCCESS" if result.success else "  no success"
+        draw.text((3, BANNER + 2), status, fill=(255, 255, 80) if step == final and result.success else (255, 255, 255))
+        draw.rectangle([w, BANNER, 2 * w - 1, BANNER + h - 1], outline=(80, 220, 80), width=2)  # mark the goal
+        out.append(np.asarray(canvas))
+    return out + [out[-1]] * max(int(round(hold_s * FPS)) - 1, 0)
+
+
+def write_video(result: EpisodeResult, path: str | Path) -> Path:
+    import warnings
+
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imageio.mimwrite(path, episode_video(result), fps=FPS, format="ffmpeg", macro_block_size=1)
+    return path
+
+
+def episode_plot(result: EpisodeResult, path: str | Path, title: str = "") -> Path:
+    """One PNG with the episode's distance, end-effector path and solver-cost plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    ax.plot(range(len(result.distances)), result.distances, color="tab:blue", label="task distance (m)")
+    ax.set_xlabel("env step"), ax.set_ylabel("task distance (m)", color="tab:blue")
+    if result.trace:
+        plan_steps = np.linspace(0, max(result.steps - 1, 0), len(result.trace))
+        twin = ax.twinx()
+        twin.plot(plan_steps, [t.latent_distance for t in result.trace], color="tab:orange", label="latent distance")
+        twin.set_ylabel("latent distance to current goal", color="tab:orange")
+        switches = [s for s, a, b in zip(plan_steps[1:], result.trace, result.trace[1:]) if b.goal_index != a.goal_index]
+        for s in switches:
+            ax.axvline(s, color="grey", linestyle=":")
+    ax.set_title("distance to goal" + (" (dotted: next sub-goal)" if result.subgoal_images else ""))
+
+    ax = axes[1]
+    if result.states:
+        measured = np.stack(result.states)[:, :3]
+        for d, color in zip(range(3), ("tab:red", "tab:green", "tab:blue")):
+            ax.plot(measured[:, d], color=color, label=f"measured {'xyz'[d]}")
+    with_readout = [(i, t) for i, t in enumerate(result.trace) if t.predicted_readout is not None]
+    if with_readout:
+        plan_steps = np.linspace(0, max(result.steps - 1, 0), len(result.trace))
+        for i, t in with_readout:
+            pred = t.predicted_readout
+            xs = plan_steps[i] + np.arange(1, len(pred) + 1)
+            for d, color in zip(range(min(3, pred.shape[1])), ("tab:red", "tab:green", "tab:blue")):
+                ax.plot(xs, pred[:, d], color=color, alpha=0.35, linestyle="--")
+        ax.set_title("end effector: measured (solid) vs predicted readout (dashed)")
+    else:
+        ax.set_title("end effector (the model has no readout: no prediction)")
+    ax.set_xlabel("env step"), ax.set_ylabel("m")
+    if result.states:
+        ax.legend(fontsize=7)
+
+    ax = axes[2]
+    for t in result.trace:
+        ax.plot(t.iteration_costs, color="tab:purple", alpha=0.3)
+    ax.set_xlabel("solver iteration"), ax.set_ylabel("lowest cost"), ax.set_title("cost per solver iteration (every plan)")
+    fig.suptitle(title or f"{'success' if result.success else 'failure'} in {result.steps} steps, "
+                          f"final distance {result.final_distance:.3f} m")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

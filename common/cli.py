@@ -45,6 +45,16 @@ def _program() -> str:
     return f"python {sys.argv[0]}"
 
 
+def command_line_keys() -> set[str]:
+    """The config keys set on this hydra app's command line (`a.b=1`, `+a.b=1`, `~a` give `a.b`, `a.b`, `a`);
+    empty outside a hydra app. Lets settings from elsewhere (a checkpoint's) yield to what the user typed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {item.lstrip("+~").split("=", 1)[0] for item in HydraConfig.get().overrides.task}
+
+
 def run(task: Callable[[Any], Any], config_name: str, positional: Sequence[str] = ()) -> None:
     """Run `task(cfg)` as a hydra app over `configs/<config_name>.yaml`.
 

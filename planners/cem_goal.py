@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from common.config import build_config
+from common.cli import command_line_keys
 from common.device import pick_device
 from common.seeding import evaluation_seed
 from datasets.index import load_index
@@ -28,7 +28,7 @@ from envs.policies import make_policy
 from planners.actions import franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
-from planners.factory import PlanConfig, build_planner, load_model
+from planners.factory import PlanConfig, build_planner, load_model, plan_settings
 
 AGENTS = ("planner", "random", "oracle")
 
@@ -144,7 +144,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
 
 
 def main(cfg: Any) -> None:
-    print(json.dumps(evaluate(build_config(PlanConfig, cfg))))
+    print(json.dumps(evaluate(plan_settings(PlanConfig, cfg, command_line_keys()))))
 
 
 if __name__ == "__main__":

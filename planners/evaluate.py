@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from common.config import build_config
+from common.cli import command_line_keys
 from planners.cem_goal import evaluate
-from planners.factory import PlanConfig
+from planners.factory import PlanConfig, plan_settings
 
 
 @dataclass
@@ -47,7 +47,7 @@ def evaluate_seeds(config: EvaluateConfig) -> dict[str, Any]:
 
 
 def main(cfg: Any) -> None:
-    print(json.dumps(evaluate_seeds(build_config(EvaluateConfig, cfg))))
+    print(json.dumps(evaluate_seeds(plan_settings(EvaluateConfig, cfg, command_line_keys()))))
 
 
 if __name__ == "__main__":

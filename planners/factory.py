@@ -79,6 +79,50 @@ class PlanConfig:
         return {int(k): float(v) for k, v in (self.fixed_dims or {}).items()}
 
 
+#: The PlanConfig settings a checkpoint may carry in its config.json (`planning`), so it is evaluated as reported.
+PLANNING_KEYS = ("env_id", "env_kwargs", "max_steps", "subgoals", "fixed_dims", "solver", "mpc")
+
+
+def checkpoint_planning(checkpoint: str | Path) -> dict[str, Any]:
+    """The `planning` settings of a checkpoint's config.json ({} when it has none); unknown keys are errors."""
+    import json
+
+    folder = resolve_checkpoint(checkpoint)
+    planning = json.loads((folder / "config.json").read_text()).get("planning") or {}
+    unknown = sorted(set(planning) - set(PLANNING_KEYS))
+    if unknown:
+        raise ValueError(f"{folder / 'config.json'}: unknown planning settings {unknown}; valid: {list(PLANNING_KEYS)}")
+    return planning
+
+
+def with_checkpoint_planning(raw: dict[str, Any], typed: set[str]) -> dict[str, Any]:
+    """`raw` (a cem_goal-style config as a dict) with its checkpoint's planning settings filled in, except where
+    the user typed a setting on the command line (`typed`: keys like `solver.samples`, `mpc`, `fixed_dims`)."""
+    if raw.get("agent", "planner") != "planner" and "checkpoint" not in typed:
+        return raw
+    planning = checkpoint_planning(raw["checkpoint"])
+
+    def user_set(key: str) -> bool:
+        return any(key == t or key.startswith(t + ".") or t.startswith(key + ".") for t in typed)
+
+    merged = dict(raw)
+    for key, value in planning.items():
+        if key in ("solver", "mpc") and isinstance(value, dict):
+            merged[key] = {**(raw.get(key) or {}),
+                           **{k: v for k, v in value.items() if not user_set(f"{key}.{k}")}}
+        elif not user_set(key):
+            merged[key] = value
+    return merged
+
+
+def plan_settings(cls: type, cfg: Any, typed: set[str]) -> Any:
+    """The typed planning config of a command: hydra's values, the checkpoint's planning settings, then what
+    the user typed (`typed`), in increasing precedence."""
+    from common.config import build_config, plain
+
+    return build_config(cls, with_checkpoint_planning(plain(cfg), typed))
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder: as given, or relative to the repository (the shipped default)."""
     checkpoint = Path(path).expanduser()

@@ -28,7 +28,7 @@ import torch
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from common.config import build_config
+from common.cli import command_line_keys
 from common.device import pick_device
 from common.droid import (
     ACTION_DIM,
@@ -45,7 +45,7 @@ from common.droid import (
 from common.seeding import derive_seed
 from datasets.transforms import resize_uint8
 from planners.actions import delta_gripper_to_target
-from planners.factory import PlanConfig, build_planner, load_model, model_bounds, resolve_mpc
+from planners.factory import PlanConfig, build_planner, load_model, model_bounds, plan_settings, resolve_mpc
 from planners.protocol import (
     OBSERVATION_KEYS,
     Observation,
@@ -237,7 +237,7 @@ def spawn(checkpoint: str | Path, *overrides: str, timeout: float = 120.0) -> tu
 
 
 def main(cfg: Any) -> None:
-    config = build_config(ServeConfig, cfg)
+    config = plan_settings(ServeConfig, cfg, command_line_keys())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = PlanningServer(PlanningService(config), config.host, int(config.port), int(config.max_message_bytes))
 

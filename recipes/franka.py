@@ -45,7 +45,9 @@ def main(cfg: Any) -> None:
     data, out = Path(cfg.data_root), Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log: list[dict[str, Any]] = []
-    overrides = [str(o) for o in cfg.train_overrides]
+    # the checkpoint carries the task it is evaluated on (config.json `planning`)
+    overrides = [f"++planning.env_id={cfg.env_id}", f"++planning.max_steps={cfg.max_steps}",
+                 *[str(o) for o in cfg.train_overrides]]
     if not (data / "index.json").exists():
         _run([py, "-m", "recipes.collect", f"env_id={cfg.env_id}", f"out={data}", f"num_episodes={cfg.collect.episodes}",
               f"max_steps={cfg.collect.max_steps}", f"policy={cfg.collect.policy}", f"seed={cfg.seed}",

@@ -127,3 +127,24 @@ def test_the_planner_moves_through_subgoals_by_step_budget_and_by_distance(tmp_p
     planner.reset(goals)
     planner.act(goals[0])  # observing the first sub-goal itself: reached at once
     assert planner.goal_index == 1 and planner.trace[0].goal_index == 1
+
+
+def test_a_checkpoint_carries_its_task_and_planner_and_the_command_line_wins(tmp_path):
+    import json as json_
+
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    config = json_.loads((checkpoint / "config.json").read_text())
+    config["planning"] = {"env_id": "FrankaPush-v0", "max_steps": 3, "fixed_dims": {"3": 0.0, "4": 0.0, "5": 0.0},
+                          "solver": {"samples": 8, "elites": 2, "iterations": 1}, "mpc": {"horizon": 2}}
+    (checkpoint / "config.json").write_text(json_.dumps(config))
+    cmd = [sys.executable, str(ROOT / "planners" / "cem_goal.py"), f"checkpoint={checkpoint}", "episodes=1",
+           "video_dir=null"]
+    carried = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout.splitlines()[-1])
+    assert carried["env_id"] == "FrankaPush-v0" and carried["max_steps"] == 3
+    overridden = subprocess.run(cmd + ["max_steps=2", "solver.iterations=2"], capture_output=True, text=True, timeout=300)
+    summary = json.loads(overridden.stdout.splitlines()[-1])
+    assert summary["env_id"] == "FrankaPush-v0" and summary["max_steps"] == 2
+    config["planning"]["solvr"] = {}
+    (checkpoint / "config.json").write_text(json_.dumps(config))
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "unknown planning settings ['solvr']" in bad.stderr

@@ -92,6 +92,9 @@ class TrainConfig:
     log_every: int = 10
     val_batches: int = 20
     progress: bool = True
+    #: How planners should use the model (env id and kwargs, step budget, solver, MPC, fixed dims, sub-goals):
+    #: written to config.json as `planning`, read by planners/cem_goal.py, evaluate.py and serve.py.
+    planning: dict[str, Any] | None = None
 
 
 def train_config(cfg: Any) -> TrainConfig:
@@ -129,6 +132,8 @@ def _feature_cache(config: TrainConfig, rank: int) -> Any:
 def initial_model(config: TrainConfig, action_dim: int) -> tuple[WorldModel, dict[str, Any]]:
     """(the model a run starts from, its config.json): built from the settings, pretrained parts loaded."""
     model_config = {**config.model.to_config(action_dim), "data": data_config(config.data)}
+    if config.planning:
+        model_config["planning"] = dict(config.planning)
     model = build_model(model_config)
     model.load_pretrained(model_config)
     return model, model_config

@@ -27,7 +27,7 @@ class SolverConfig:
     """The solver and its parameters; a parameter left None (or one the chosen solver does not take) keeps
     that solver's default."""
 
-    name: str = "cem"  # cem | mppi | gradient
+    name: str = "cem"  # cem | icem | mppi | gradient
     samples: int | None = None
     elites: int | None = None
     iterations: int | None = None
@@ -37,6 +37,10 @@ class SolverConfig:
     temperature: float | None = None
     lr: float | None = None
     restarts: int | None = None
+    beta: float | None = None  # icem: colour of the sampling noise (0 white, 2 iCEM)
+    keep_elites: float | None = None  # icem: fraction of elites kept into the next iteration and MPC step
+    decay: float | None = None  # icem: population shrink factor per iteration
+    tolerance: float | None = None  # icem: stop when the best cost improves by less than this fraction
 
     def make(self, seed: int) -> Any:
         if self.name not in SOLVERS:

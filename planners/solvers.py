@@ -102,6 +102,78 @@ class MPPISolver(Solver):
         return PlanResult(best, best_cost, self.iterations, history)
 
 
+def colored_noise(shape: tuple[int, ...], beta: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise (K, H, A) whose power spectrum over the horizon axis falls as 1/f^beta, unit variance per step.
+
+    beta = 0 is white noise; beta = 2 (iCEM's choice) gives smooth, correlated action sequences, which explore
+    like a persistent push rather than jitter.
+    """
+    k, horizon, dims = shape
+    if beta == 0 or horizon < 2:
+        return torch.randn(shape, generator=generator)
+    freqs = torch.fft.rfftfreq(horizon)
+    freqs[0] = freqs[1]  # no infinite power at f = 0
+    scale = freqs ** (-beta / 2)
+    spectrum = torch.complex(torch.randn((k, dims, len(freqs)), generator=generator),
+                             torch.randn((k, dims, len(freqs)), generator=generator)) * scale
+    noise = torch.fft.irfft(spectrum, n=horizon)  # (K, A, H)
+    noise = noise / noise.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)  # unit power per sequence
+    return noise.transpose(1, 2).contiguous()
+
+
+class ICEMSolver(Solver):
+    """iCEM (Pinneri et al., 2020): CEM with coloured-noise samples, a shrinking population, elites kept across
+    iterations and (shifted) across MPC steps, the mean added in the last iteration, and an early stop when
+    the best cost stops improving by more than `tolerance` (relative)."""
+
+    def __init__(self, samples: int = 300, elites: int = 30, iterations: int = 5, init_std: float = 1.0,
+                 min_std: float = 0.05, momentum: float = 0.1, beta: float = 2.0, keep_elites: float = 0.3,
+                 decay: float = 1.25, tolerance: float | None = None, seed: int = 0):
+        super().__init__(seed)
+        if elites > samples:
+            raise ValueError(f"elites ({elites}) cannot exceed samples ({samples})")
+        self.samples, self.elites, self.iterations = samples, elites, iterations
+        self.init_std, self.min_std, self.momentum = init_std, min_std, momentum
+        self.beta, self.keep_elites, self.decay, self.tolerance = beta, keep_elites, decay, tolerance
+        self._kept: torch.Tensor | None = None  # elites of the last solve, for the next MPC step
+
+    def reseed(self, seed: int) -> None:
+        super().reseed(seed)
+        self._kept = None  # a new episode starts without the last one's elites
+
+    @torch.no_grad()
+    def solve(self, cost: CostFn, horizon: int, bounds: Bounds, init: torch.Tensor | None = None) -> PlanResult:
+        span = (bounds.high - bounds.low) / 2
+        mean = self._initial_mean(horizon, bounds, init)
+        std = (self.init_std * span).expand(horizon, -1).clone()
+        kept = None
+        if self._kept is not None and init is not None:  # shift last step's elites like the warm-started mean
+            shift = horizon - len(init)
+            kept = torch.cat([self._kept[:, shift:], mean[None, horizon - shift :].expand(len(self._kept), -1, -1)], 1)
+        best, best_cost, history = mean.clone(), float("inf"), []
+        for i in range(self.iterations):
+            num = max(int(self.samples * self.decay ** -i), 2 * self.elites)
+            noise = colored_noise((num, horizon, len(bounds.low)), self.beta, self.generator).to(mean)
+            candidates = bounds.clip(mean + std * noise)
+            extra = [c for c in (kept, mean[None] if i == self.iterations - 1 else None) if c is not None]
+            if extra:
+                candidates = torch.cat([candidates, bounds.clip(torch.cat(extra))])
+            costs = cost(candidates)
+            order = torch.argsort(costs)[: self.elites]
+            elites = candidates[order]
+            kept = elites[: max(int(self.keep_elites * self.elites), 1)]
+            history.append(float(costs[order[0]]))
+            previous = best_cost
+            if costs[order[0]] < best_cost:
+                best_cost, best = float(costs[order[0]]), candidates[order[0]].clone()
+            mean = self.momentum * mean + (1 - self.momentum) * elites.mean(0)
+            std = torch.maximum(self.momentum * std + (1 - self.momentum) * elites.std(0), self.min_std * span)
+            if self.tolerance is not None and i > 0 and previous - best_cost <= self.tolerance * abs(previous):
+                break
+        self._kept = kept
+        return PlanResult(best, best_cost, len(history), history)
+
+
 class GradientSolver(Solver):
     """Adam on the action sequence through the differentiable rollout, projected onto the bounds each step.
 
@@ -122,7 +194,7 @@ class GradientSolver(Solver):
         history = []
         for _ in range(self.iterations):
             costs = cost(actions)
-            history.append(float(costs.min()))
+            history.append(float(costs.min().detach()))
             optimizer.zero_grad(set_to_none=True)
             costs.sum().backward()
             optimizer.step()
@@ -134,7 +206,7 @@ class GradientSolver(Solver):
             return PlanResult(actions[i].detach().clone(), float(costs[i]), self.iterations, history)
 
 
-SOLVERS = {"cem": CEMSolver, "mppi": MPPISolver, "gradient": GradientSolver}
+SOLVERS = {"cem": CEMSolver, "icem": ICEMSolver, "mppi": MPPISolver, "gradient": GradientSolver}
 
 
 def make_solver(name: str, **kwargs) -> Solver:

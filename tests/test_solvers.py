@@ -9,7 +9,7 @@ from world_model.encoder import EncoderConfig, VideoViT
 from world_model.models import JEPAWorldModel
 
 SOLVER_ARGS = {"cem": dict(samples=64, elites=8, iterations=4), "mppi": dict(samples=64, iterations=4),
-               "gradient": dict(iterations=5, restarts=4)}
+               "gradient": dict(iterations=5, restarts=4), "icem": dict(samples=64, elites=8, iterations=4)}
 
 
 class LinearToy:
@@ -57,7 +57,7 @@ def test_solvers_on_a_random_model_respect_bounds_shape_and_seed(random_model, n
         assert not torch.equal(other, plan)
 
 
-@pytest.mark.parametrize("name,tolerance", [("cem", 0.01), ("mppi", 0.01), ("gradient", 0.002)])
+@pytest.mark.parametrize("name,tolerance", [("cem", 0.01), ("icem", 0.01), ("mppi", 0.01), ("gradient", 0.002)])
 def test_solvers_reach_the_closed_form_optimum_of_a_linear_toy(name, tolerance):
     torch.manual_seed(1)
     a = torch.eye(3) + 0.3 * torch.randn(3, 3)
@@ -68,6 +68,7 @@ def test_solvers_reach_the_closed_form_optimum_of_a_linear_toy(name, tolerance):
     bounds = Bounds(torch.full((3,), -0.075), torch.full((3,), 0.075))
     cost = rollout_cost(model, z0, [LatentGoalCost(goal, metric="l2")])
     args = {"cem": dict(samples=400, elites=20, iterations=25, min_std=0.001),
+            "icem": dict(samples=400, elites=20, iterations=25, min_std=0.001, decay=1.0),
             "mppi": dict(samples=400, iterations=30, temperature=1e-5, min_std=0.001),
             "gradient": dict(iterations=300, lr=0.003)}[name]
     result = make_solver(name, seed=0, **args).solve(cost, 1, bounds)
@@ -80,7 +81,7 @@ def test_optimum_on_the_bound_is_projected():
     goal = torch.tensor([[1.0, -1.0]])  # far outside: the optimum is the corner of the box
     bounds = Bounds(torch.full((2,), -0.075), torch.full((2,), 0.075))
     cost = rollout_cost(model, torch.zeros(1, 1, 2), [LatentGoalCost(goal, metric="l2")])
-    for name in ("cem", "mppi", "gradient"):
+    for name in ("cem", "icem", "mppi", "gradient"):
         plan = make_solver(name, seed=0).solve(cost, 1, bounds).actions[0]
         torch.testing.assert_close(plan, torch.tensor([0.075, -0.075]), atol=2e-3, rtol=0)
 
@@ -126,3 +127,28 @@ def test_readout_weight_null_resolves_from_the_checkpoint():
     model.readout = StateReadout(3, [0, 1, 2])
     assert resolve_mpc(model, MPCConfig(horizon=2, readout_weight=None)).readout_weight == DEFAULT_READOUT_WEIGHT
     assert resolve_mpc(model, MPCConfig(horizon=2, readout_weight=0.0)).readout_weight == 0.0
+
+
+def test_icem_finds_a_multistep_optimum_stops_early_and_keeps_shifted_elites():
+    from planners.solvers import ICEMSolver, colored_noise
+
+    torch.manual_seed(3)
+    model = LinearToy(torch.eye(3))
+    z0 = torch.zeros(1, 1, 3)
+    goal = torch.tensor([[0.12, -0.05, 0.1]])  # needs about two full steps: a 3-step sequence must spread it
+    bounds = Bounds(torch.full((3,), -0.075), torch.full((3,), 0.075))
+    cost = rollout_cost(model, z0, [LatentGoalCost(goal, metric="l2")])
+    plans = {name: make_solver(name, seed=0, samples=300, elites=20, iterations=15, min_std=0.001).solve(cost, 3, bounds)
+             for name in ("cem", "icem")}
+    assert plans["icem"].cost <= 1e-5 and plans["cem"].cost <= 1e-5, {k: v.cost for k, v in plans.items()}
+    torch.testing.assert_close(plans["icem"].actions.sum(0), goal[0], atol=5e-3, rtol=0)
+    early = ICEMSolver(samples=300, elites=20, iterations=30, tolerance=0.05, seed=0).solve(cost, 3, bounds)
+    assert early.iterations < 30 and len(early.history) == early.iterations
+    solver = ICEMSolver(samples=64, elites=10, iterations=2, seed=0)
+    solver.solve(cost, 3, bounds)
+    kept = solver._kept.clone()
+    solver.solve(cost, 3, bounds, init=torch.zeros(2, 3))  # the next MPC step: last plan shifted by one
+    assert kept.shape == (3, 3, 3)
+    noise = colored_noise((2000, 16, 1), 2.0, torch.Generator().manual_seed(0))
+    lag1 = (noise[:, 1:] * noise[:, :-1]).mean()
+    assert 0.5 < float(lag1) < 1.0 and abs(float(noise.std()) - 1.0) < 0.05  # smooth over time, unit variance

@@ -97,6 +97,15 @@ def check_image(value: Any, key: str, max_side: int) -> np.ndarray:
     return value
 
 
+def check_goals(value: Any, key: str, max_side: int, max_goals: int = 16) -> list[np.ndarray]:
+    """One goal image (H, W, 3), or sub-goal images then the goal stacked as (K, H, W, 3); each checked."""
+    if isinstance(value, np.ndarray) and value.ndim == 4:
+        if not 1 <= len(value) <= max_goals:
+            raise RequestError(f"{key}: expected 1..{max_goals} stacked goal images, got {len(value)}")
+        return [check_image(image, f"{key}[{i}]", max_side) for i, image in enumerate(value)]
+    return [check_image(value, key, max_side)]
+
+
 def check_vector(value: Any, key: str, size: int) -> np.ndarray:
     """A finite float vector of `size` values (scalars accepted for size 1)."""
     arr = np.asarray(value) if isinstance(value, np.ndarray | np.generic | float | int | list) else None

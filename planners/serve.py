@@ -50,7 +50,7 @@ from planners.protocol import (
     OBSERVATION_KEYS,
     Observation,
     RequestError,
-    check_image,
+    check_goals,
     packb,
     parse_observation,
     unpackb,
@@ -72,7 +72,7 @@ class ServeConfig(PlanConfig):
 
 @dataclass
 class Request:
-    goal: np.ndarray | None
+    goals: list[np.ndarray] | None  # sub-goal images then the goal (usually just the goal)
     observation: Observation | None
     reset: bool
 
@@ -84,16 +84,16 @@ class Session:
         self.service, self.seed, self.plans = service, seed, 0
         c = service.config
         self.planner = build_planner(service.model, service.model_config, c.solver, c.mpc, c.fixed(), service.device, seed)
-        self.goal: np.ndarray | None = None
+        self.goals: list[np.ndarray] | None = None
 
     def parse(self, message: Any) -> Request:
         """Validate a decoded request (cheap, on the event loop); raises `RequestError`."""
         if not isinstance(message, dict):
             raise RequestError(f"a request must be a dict of arrays, got {type(message).__name__}")
-        goal = check_image(message[GOAL_KEY], GOAL_KEY, self.service.max_image_side) if GOAL_KEY in message else None
+        goal = check_goals(message[GOAL_KEY], GOAL_KEY, self.service.max_image_side) if GOAL_KEY in message else None
         has_obs = any(k in message for k in OBSERVATION_KEYS)
         observation = parse_observation(message, self.service.max_image_side) if has_obs else None
-        if observation is not None and goal is None and self.goal is None:
+        if observation is not None and goal is None and self.goals is None:
             raise RequestError(f"no goal image yet: send {GOAL_KEY!r} (uint8 H x W x 3) with the first observation")
         if goal is None and observation is None and not message.get(RESET_KEY):
             raise RequestError(f"empty request: send {list(OBSERVATION_KEYS)} and/or {GOAL_KEY!r}")
@@ -102,13 +102,13 @@ class Session:
     def handle(self, request: Request) -> dict[str, Any]:
         """Set the goal and/or plan (model work, on the planning thread)."""
         reply: dict[str, Any] = {}
-        if request.goal is not None:
-            self.goal = self.service.resize(request.goal)
-            self.planner.reset(self.goal)
+        if request.goals is not None:
+            self.goals = [self.service.resize(goal) for goal in request.goals]
+            self.planner.reset(self.goals)
             self.plans = 0  # an episode's replies do not depend on earlier episodes of the connection
             reply["goal_set"] = True
-        elif request.reset and self.goal is not None:
-            self.planner.reset(self.goal)
+        elif request.reset and self.goals is not None:
+            self.planner.reset(self.goals)
             self.plans = 0
         if request.observation is None:
             return reply
@@ -119,6 +119,7 @@ class Session:
         start = time.perf_counter()
         actions = self.planner.act(self.service.resize(obs.image), state).numpy().astype(np.float32)
         reply["actions"] = delta_gripper_to_target(actions, obs.gripper)
+        reply["goal_index"] = self.planner.goal_index  # which of the sent goal images the plan aimed at
         reply["plan_ms"] = (time.perf_counter() - start) * 1000
         return reply
 

@@ -242,3 +242,17 @@ def test_sim_robot_reaches_goals_through_the_server_with_the_shipped_model(tmp_p
         stop_server(proc)
     assert sum(r["success"] for r in results) >= 2, results
     assert all(r["final_distance"] < 0.05 for r in results if r["success"])
+
+
+def test_stacked_goal_images_are_sub_goals_then_the_goal(server):
+    with PlanningClient(f"ws://127.0.0.1:{server}") as c:
+        stacked = np.stack([goal(1), goal(2), goal(3)])  # two sub-goals, then the goal
+        first = c.infer({GOAL_KEY: stacked, **observation(7)})
+        assert first["goal_set"] and first["goal_index"] == 0
+        # serve.yaml: mpc.subgoal_steps=20 control steps per sub-goal; this server executes 2 actions per request
+        indices = [c.infer(observation(8 + i))["goal_index"] for i in range(10)]
+        assert indices == [0] * 9 + [1]
+        with pytest.raises(ServerError, match=r"expected 1\.\.16 stacked goal images"):
+            c.infer({GOAL_KEY: np.zeros((17, 8, 8, 3), np.uint8)})
+        with pytest.raises(ServerError, match=r"goal/exterior_image_1_left\[0\]: expected dtype uint8"):
+            c.infer({GOAL_KEY: np.zeros((2, 8, 8, 3), np.float32)})

@@ -75,12 +75,14 @@ class PlanConfig:
     device: str | None = None
     video_dir: str | None = "runs/cem_goal"  # per episode: labelled MP4 and a PNG of diagnostics plots
     subgoals: bool = False  # plan through the env's sub-goal images (info["subgoal_images"]) before the goal
-    fixed_dims: dict[int, float] | None = None
+    fixed_dims: list[int] | dict[int, float] | None = None  # action dims held at 0 (a list) or at given values
     solver: SolverConfig = field(default_factory=SolverConfig)
     mpc: MPCConfig = field(default_factory=MPCConfig)
 
     def fixed(self) -> dict[int, float]:
-        return {int(k): float(v) for k, v in (self.fixed_dims or {}).items()}
+        if isinstance(self.fixed_dims, dict):
+            return {int(k): float(v) for k, v in self.fixed_dims.items()}
+        return {int(d): 0.0 for d in self.fixed_dims or ()}
 
 
 #: The PlanConfig settings a checkpoint may carry in its config.json (`planning`), so it is evaluated as reported.
@@ -159,7 +161,7 @@ def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: Any = Non
         raise ValueError("a model trained on recorded actions needs the env's action space for its bounds")
     bad = [d for d in fixed if not 0 <= d < len(bounds.low)]
     if bad:
-        raise ValueError(f"fixed_dims {bad} outside the model's {len(bounds.low)}-D action space (pass fixed_dims={{}})")
+        raise ValueError(f"fixed_dims {bad} outside the model's {len(bounds.low)}-D action space (pass fixed_dims=[] for none)")
     return bounds
 
 

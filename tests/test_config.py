@@ -45,6 +45,8 @@ def test_every_planning_config_builds_and_a_typo_is_refused():
     assert plan.solver.name == "cem" and plan.fixed() == {3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0}
     with pytest.raises(ConfigError, match="solver.sampels"):
         build_config(PlanConfig, _compose("cem_goal", ["+solver.sampels=10"]))
+    assert build_config(PlanConfig, _compose("cem_goal", ["fixed_dims=[]"])).fixed() == {}  # a list is replaced,
+    assert build_config(PlanConfig, _compose("cem_goal", ["fixed_dims=[6]"])).fixed() == {6: 0.0}  # never merged
 
 
 def test_the_train_config_takes_the_family_settings_and_requires_its_data():

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from common import goal_env
 from common.cli import command_line_keys
 from common.device import pick_device
 from common.seeding import evaluation_seed
@@ -72,6 +73,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         raise ValueError(f"goals must be 'env' or 'dataset', got {config.goals!r}")
     if config.env_module:
         importlib.import_module(config.env_module)
+    gym.spec(config.env_id)  # an unknown id fails here, before the model loads
     planner_agent = config.agent == "planner"
     device = pick_device(config.device)
     model = model_config = checkpoint = None
@@ -84,6 +86,9 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
     else:
         kwargs.setdefault("render_mode", "rgb_array")
     env = gym.make(config.env_id, **kwargs)
+    goal_env.require(env.unwrapped, config.env_id)
+    if config.agent == "oracle":
+        goal_env.require(env.unwrapped, config.env_id, ("expert_action",), "agent=oracle")
     goals = None
     if config.goals == "dataset":
         if not ours:
@@ -96,10 +101,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         planner = build_planner(model, model_config, config.solver, config.mpc, config.fixed(), device, config.seed, env)
         delta_pose = model_config.get("data", {}).get("action_mode") == "delta_pose"
         agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None, config.subgoals)
-    else:
-        if not ours:
-            raise ValueError(f"agent={config.agent} needs one of our Franka envs (it uses their scripted expert/noise)")
-        # random: DROID-scaled correlated noise; oracle: the scripted expert that knows the true goal position
+    else:  # random: correlated noise in the env's action box; oracle: the env's scripted expert (knows the goal)
         agent = PolicyAgent(make_policy("random" if config.agent == "random" else "expert", expert_noise=0.0))
 
     out = Path(config.video_dir) if config.video_dir else None

@@ -93,30 +93,31 @@ class PolicyAgent:
 
 def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None, record: bool = True,
                 reset_options: dict[str, Any] | None = None, goal_image: np.ndarray | None = None) -> EpisodeResult:
-    """One goal-reaching episode toward the env's goal image (or `goal_image`), scored by the env's info."""
+    """One goal-reaching episode toward the env's goal image (or `goal_image`), scored by the env's own success
+    test. The env implements the goal-env protocol (common/goal_env.py)."""
+    task = env.unwrapped
     obs, info = env.reset(seed=seed, options=reset_options)
-    goal = goal_image if goal_image is not None else info.get("goal_image") if isinstance(info, dict) else None
-    if goal is None and hasattr(env.unwrapped, "goal_image"):
-        goal = env.unwrapped.goal_image()
-    agent.reset(env, goal, info, seed)
-    result = EpisodeResult(bool(info.get("is_success", False)), float(info.get("distance", np.nan)), 0, 0.0, [], goal,
-                           list(info.get("subgoal_images", [])) if goal_image is None else [])
+    goal = goal_image if goal_image is not None else task.goal_image()
+    subgoals = list(task.subgoal_images()) if goal_image is None and hasattr(task, "subgoal_images") else []
+    agent.reset(env, goal, {**info, "subgoal_images": subgoals}, seed)
+    result = EpisodeResult(False, float("nan"), 0, 0.0, [], goal, subgoals)
 
-    def log(obs: Any, info: dict[str, Any]) -> None:
-        result.success, result.final_distance = bool(info.get("is_success", False)), float(info.get("distance", np.nan))
+    def log(obs: Any) -> None:
+        result.final_distance = float(task.task_distance())
+        result.success = bool(task.is_success(result.final_distance))
         result.distances.append(result.final_distance)
         if isinstance(obs, dict) and "state" in obs:
             result.states.append(np.asarray(obs["state"], dtype=np.float32))
         if record:
             result.frames.append(observe(env, obs)[0])
 
-    log(obs, info)
+    log(obs)
     done = False
     while result.steps < max_steps and not result.success and not done:
         for action in agent.act(env, obs):
-            obs, _, terminated, truncated, info = env.step(action(obs))
+            obs, _, terminated, truncated, _ = env.step(action(obs))
             result.steps += 1
-            log(obs, info)
+            log(obs)
             done = terminated or truncated
             if result.success or done or result.steps >= max_steps:
                 break

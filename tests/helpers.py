@@ -92,3 +92,50 @@ def tiny_checkpoint(folder: Path, image_size: int = 32, seed: int = 0) -> Path:
             if param.ndim > 1 and not param.any():
                 param.normal_(0.0, 0.2)
     return save_checkpoint(folder, model, config)
+
+
+class PointGoalEnv:
+    """A minimal non-Franka env implementing the goal-env protocol: a dot moved by 2-D velocity actions toward a
+    goal dot, rendered at 32 px (Box actions, Dict observation with pixels)."""
+
+    @staticmethod
+    def make(**kwargs):
+        import gymnasium as gym
+
+        class _PointGoal(gym.Env):
+            metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+            def __init__(self, image_size: int = 32, render_mode: str | None = None):
+                self.size, self.render_mode = image_size, render_mode
+                self.action_space = gym.spaces.Box(-0.1, 0.1, (2,), np.float32)
+                self.observation_space = gym.spaces.Dict(
+                    {"pixels": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
+
+            def _draw(self, pos):
+                image = np.zeros((self.size, self.size, 3), np.uint8)
+                r, c = (np.clip(pos, 0, 0.999) * self.size).astype(int)
+                image[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2] = 255
+                return image
+
+            def reset(self, *, seed=None, options=None):
+                super().reset(seed=seed)
+                self.pos, self.goal = self.np_random.uniform(0.1, 0.9, (2, 2))
+                return {"pixels": self._draw(self.pos)}, {}
+
+            def step(self, action):
+                self.pos = np.clip(self.pos + np.asarray(action), 0.0, 1.0)
+                return {"pixels": self._draw(self.pos)}, 0.0, False, False, {}
+
+            def render(self):
+                return self._draw(self.pos)
+
+            def goal_image(self):
+                return self._draw(self.goal)
+
+            def task_distance(self):
+                return float(np.linalg.norm(self.pos - self.goal))
+
+            def is_success(self, distance):
+                return distance < 0.05
+
+        return _PointGoal(**kwargs)

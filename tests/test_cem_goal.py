@@ -148,3 +148,26 @@ def test_a_checkpoint_carries_its_task_and_planner_and_the_command_line_wins(tmp
     (checkpoint / "config.json").write_text(json_.dumps(config))
     bad = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown planning settings ['solvr']" in bad.stderr
+
+
+def test_any_env_with_the_goal_env_protocol_runs_the_random_baseline_and_others_are_told_what_they_lack(tmp_path):
+    from helpers import PointGoalEnv
+
+    from common.config import build_config
+    from planners.cem_goal import evaluate
+    from planners.factory import PlanConfig
+
+    if "PointGoal-v0" not in gym.registry:
+        gym.register("PointGoal-v0", entry_point=PointGoalEnv.make, max_episode_steps=50)
+    summary = evaluate(build_config(PlanConfig, {"env_id": "PointGoal-v0", "env_module": None, "agent": "random",
+                                                 "episodes": 2, "max_steps": 5, "video_dir": str(tmp_path)}))
+    assert summary["episodes"] == 2 and 0.0 <= summary["mean_final_distance"] < 1.5
+    assert (tmp_path / "episode_000.mp4").exists() and (tmp_path / "episode_000.png").exists()
+    cmd = [sys.executable, str(ROOT / "planners" / "cem_goal.py"), "env_id=Pendulum-v1", "env_module=null",
+           "agent=random", "episodes=1", "video_dir=null"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Pendulum-v1 (PendulumEnv) cannot be used for goal-image planning: it lacks goal_image()" in result.stderr
+    oracle = subprocess.run(cmd[:-3] + ["agent=oracle", "episodes=1", "video_dir=null"], capture_output=True, text=True,
+                            timeout=300)
+    assert oracle.returncode == 2 and "lacks goal_image()" in oracle.stderr

@@ -29,7 +29,7 @@ from envs.policies import make_policy
 from planners.actions import franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
-from planners.factory import PlanConfig, build_planner, load_model, plan_settings
+from planners.factory import PlanConfig, build_planner, load_model, plan_settings, set_threads
 
 AGENTS = ("planner", "random", "oracle")
 
@@ -76,6 +76,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
     gym.spec(config.env_id)  # an unknown id fails here, before the model loads
     planner_agent = config.agent == "planner"
     device = pick_device(config.device)
+    threads = set_threads(config.threads)
     model = model_config = checkpoint = None
     if planner_agent:
         model, model_config, checkpoint = load_model(config.checkpoint, device)
@@ -137,7 +138,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "mean_plan_seconds_per_step": float(np.mean([r.plan_seconds_per_step for r in results])),
         "episodes": len(results), "env_id": config.env_id, "agent": config.agent,
         "solver": config.solver.name if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
-        "max_steps": config.max_steps, "device": str(device),
+        "max_steps": config.max_steps, "device": str(device), "torch_threads": threads,
         "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
     }
     print(f"{config.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "

@@ -73,6 +73,7 @@ class PlanConfig:
     max_steps: int = 30
     seed: int = 0
     device: str | None = None
+    threads: int | None = None  # torch threads for planning (None: torch's default, one per core)
     video_dir: str | None = "runs/cem_goal"  # per episode: labelled MP4 and a PNG of diagnostics plots
     subgoals: bool = False  # plan through the env's sub-goal images (info["subgoal_images"]) before the goal
     fixed_dims: list[int] | dict[int, float] | None = None  # action dims held at 0 (a list) or at given values
@@ -138,6 +139,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise FileNotFoundError(f"no world-model checkpoint at {checkpoint} (expected config.json and "
                                 f"model.safetensors); train one with python world_model/train.py or pass checkpoint=PATH")
     return checkpoint
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (when given) and return the count planning will use."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> tuple[Any, dict[str, Any], Path]:

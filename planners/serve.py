@@ -45,7 +45,15 @@ from common.droid import (
 from common.seeding import derive_seed
 from datasets.transforms import resize_uint8
 from planners.actions import delta_gripper_to_target
-from planners.factory import PlanConfig, build_planner, load_model, model_bounds, plan_settings, resolve_mpc
+from planners.factory import (
+    PlanConfig,
+    build_planner,
+    load_model,
+    model_bounds,
+    plan_settings,
+    resolve_mpc,
+    set_threads,
+)
 from planners.protocol import (
     OBSERVATION_KEYS,
     Observation,
@@ -130,6 +138,7 @@ class PlanningService:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.device = pick_device(config.device)
+        self.threads = set_threads(config.threads)
         self.model, self.model_config, self.checkpoint = load_model(config.checkpoint, self.device)
         if self.model_config.get("data", {}).get("action_mode", "delta_pose") != "delta_pose":
             raise ValueError(f"{self.checkpoint}: the server speaks Cartesian delta-pose actions; this model was "
@@ -149,7 +158,7 @@ class PlanningService:
                              "gripper": "absolute target, 0 open .. 1 closed"},
             "observation_keys": [IMAGE_KEY, CARTESIAN_KEY, GRIPPER_KEY], "goal_key": GOAL_KEY, "reset_key": RESET_KEY,
             "max_image_side": self.max_image_side,
-            "cost": {"metric": mpc.metric, "readout_weight": mpc.readout_weight},
+            "cost": {"metric": mpc.metric, "readout_weight": mpc.readout_weight}, "torch_threads": self.threads,
         }
 
     def resize(self, image: np.ndarray) -> np.ndarray:

@@ -61,7 +61,8 @@ def test_mpc_uses_the_history_and_stays_in_bounds(tiny_lewm):
 
 def test_cem_goal_cli_prints_episodes_summary_and_json_and_writes_videos(tiny_lewm, tmp_path):
     cmd = [sys.executable, str(ROOT / "planners" / "cem_goal.py"), f"checkpoint={tiny_lewm}", "episodes=2",
-           "max_steps=3", "solver.samples=16", "solver.elites=4", "solver.iterations=2", f"video_dir={tmp_path}"]
+           "max_steps=3", "solver.samples=16", "solver.elites=4", "solver.iterations=2", f"video_dir={tmp_path}",
+           "threads=1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
@@ -69,6 +70,7 @@ def test_cem_goal_cli_prints_episodes_summary_and_json_and_writes_videos(tiny_le
     summary = json.loads(lines[-1])
     assert {"success_rate", "mean_final_distance", "mean_plan_seconds_per_step"} <= set(summary)
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["episodes"] == 2
+    assert summary["torch_threads"] == 1  # the planner sets and reports its thread count
     video = imageio.mimread(tmp_path / "episode_000.mp4")
     assert video[0].shape == (128 + BANNER, 256, 3)  # labelled observation | goal, 4x upscaled
     assert (tmp_path / "episode_000.png").stat().st_size > 10_000  # the diagnostics plots

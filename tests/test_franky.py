@@ -90,6 +90,12 @@ def franky_sim():
         if proc.poll() is not None or time.monotonic() - start > 60:
             proc.kill()
             pytest.fail("franky-sim did not start:\n" + "".join(lines[-30:]))
+    # one fast move home first (the sim starts elsewhere), so the tests' resets at the default dynamics are short
+    warm = FrankyRobot(HOST, scene_camera, realtime=False, dynamics_factor=0.5)
+    warm.reset()
+    warm.close()
+    del warm
+    gc.collect()
     yield proc
     for stop, wait in ((proc.send_signal, 10), (lambda _: proc.kill(), 10)):  # SIGINT stops it in ~2 s
         stop(signal.SIGINT)
@@ -154,10 +160,11 @@ def test_observe_act_reset_close(robot):
 
 def test_single_steps_reach_their_commanded_pose_within_1mm(robot):
     robot.reset()
-    steps = [(0.03, 0, 0, 0, 0, 0), (0, -0.04, 0, 0, 0, 0), (0, 0, -0.05, 0, 0, 0), (0, 0, 0, 0.1, 0, 0),
-             (0, 0, 0, -0.15, 0, 0), (0, 0, 0, 0, 0.1, 0), (0, 0, 0, 0, 0, 0.15), (0.02, 0.02, 0.02, 0.05, -0.05, 0.05)]
+    steps = [(0.03, -0.04, -0.05, 0, 0, 0), (0, 0, 0, 0.1, 0, 0), (0, 0, 0, -0.15, 0, 0), (0, 0.03, 0, 0, 0.1, 0.15),
+             (0.02, 0.02, 0.02, 0.05, -0.05, 0.05)]
     errors, rpy = [], []
     previous = None
+    start = robot.observe()[CARTESIAN_KEY]
     for delta in steps:
         robot.observe()
         robot.act([*delta, 0.0])
@@ -170,14 +177,26 @@ def test_single_steps_reach_their_commanded_pose_within_1mm(robot):
         errors.append(pose_error(robot))
         rpy.append(robot.observe()[CARTESIAN_KEY][3:])
         np.testing.assert_allclose(rpy[-1], matrix_to_euler_xyz(rotation), atol=2e-3)  # the state the planner sees
+        if previous is None:  # the first target starts from the measured pose
+            np.testing.assert_allclose(position, start[:3] + delta[:3], atol=1e-6)
         previous = (position, rotation)
     print("single-step errors (mm, mrad):", [(round(e * 1e3, 3), round(r * 1e3, 3)) for e, r in errors])
     assert max(e for e, _ in errors) < 1e-3 and max(r for _, r in errors) < 2e-3
     # rolls of +0.1 then -0.15 about gripper-down read 0.1 and -0.05: no jump across +-pi
-    np.testing.assert_allclose([rpy[3][0], rpy[4][0]], [0.1, -0.05], atol=2e-3)
+    np.testing.assert_allclose([rpy[1][0], rpy[2][0]], [0.1, -0.05], atol=2e-3)
 
 
-def test_twenty_streamed_steps_land_within_5mm(robot):
+def test_twenty_streamed_steps_land_within_5mm(franky_sim):
+    # dynamics 0.2: 15 cm/s is within the default 0.1's limits too (60 mm lag at the last step on a quiet machine),
+    # but franky-sim falls behind real time on a loaded machine and the lag then passes the re-sync bound
+    robot = FrankyRobot(HOST, scene_camera, realtime=False, dynamics_factor=0.2)
+    try:
+        _stream_twenty_steps(robot)
+    finally:
+        robot.close()
+
+
+def _stream_twenty_steps(robot: FrankyRobot) -> None:
     start = robot.reset()[CARTESIAN_KEY]
     resyncs = robot.resyncs
     heights, act_s = [], []
@@ -250,7 +269,7 @@ def test_the_workspace_box_is_reachable_gripper_down(robot):
     """franky-sim's FR3 reaches the safety box's corners (the y = +0.3 face and the near low corner; the arm is
     symmetric in y) gripper-down, with every joint inside its limits."""
     robot.reset()
-    robot.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(0.4)
+    robot.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(0.5)
     (x0, _, z0), (x1, y1, z1) = WORKSPACE_LOW, WORKSPACE_HIGH
     low, high = np.array(FR3_JOINT_LIMITS).T
     for corner in [(x1, y1, z1), (x1, y1, z0), (x0, y1, z0), (x0, y1, z1), (x0, 0.0, z0)]:
@@ -279,7 +298,8 @@ def test_run_robot_episode_on_franky_sim_through_the_planning_server(franky_sim,
     try:
         run = subprocess.run(
             [sys.executable, str(ROOT / "planners" / "run_robot.py"), "robot=franky", f"franky.host={HOST}",
-             "franky.realtime=false", "franky.camera=envs.robot:scene_camera", f"goal_image={goal_png}",
+             "franky.realtime=false", "franky.camera=envs.robot:scene_camera", "franky.dynamics_factor=0.3",
+             f"goal_image={goal_png}",
              f"server=ws://127.0.0.1:{port}", "max_steps=20", f"record={out}"],
             cwd=ROOT, capture_output=True, text=True, timeout=150)
     finally:
@@ -299,5 +319,17 @@ def test_run_robot_episode_on_franky_sim_through_the_planning_server(franky_sim,
         assert f["observation/robot_state/joint_positions"].shape == (20, 7)
     start, end = np.linalg.norm(cartesian[0, :3] - goal), np.linalg.norm(cartesian[-1, :3] - goal)
     print(f"distance to the goal TCP: {start:.3f} m at the start, {end:.3f} m after 20 steps")
-    assert end < start - 0.05
+    assert end < start - 0.04  # the planner's actions, sent through franky, moved the arm toward the goal
 
+
+
+def test_bench_franky_prints_one_json_line(franky_sim):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_franky.py"), f"host={HOST}", "dynamics_factor=0.3", "single_steps=2",
+         "stream_steps=3", "loop_steps=8"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    assert figures["single_step_error_mm_max"] < 1.0 and figures["act_p99_ms"] < 10.0
+    assert abs(figures["stream_moved_mm"] - 30.0) < 5.0 and figures["loop_steps"] == 8

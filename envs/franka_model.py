@@ -31,13 +31,17 @@ FR3_JOINT_LIMITS = (
 )
 HOME_QPOS = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785398)  # TCP at (0.463, 0, 0.403), gripper down; inside FR3's limits
 FINGER_OPEN = 0.04
-#: The box the end effector is kept in (m, base frame): by the env's IK targets and the robots' safety layer.
+#: The box the robots' safety layer keeps the end effector in (m, base frame).
 #: Every pose in it is reachable gripper-down (yaw 0 and +-45 degrees) with every joint 0.1 rad inside FR3's
 #: limits: IK on this scene's kinematics over a 5 cm grid with the faces, 1680 poses; tests/test_franky.py drives
-#: franky-sim's FR3 to its corners. The former box (0.25..0.8, +-0.4, 0.015..0.6) held poses 0.22 m from
-#: anything the arm can do gripper-down (e.g. (0.8, 0, 0.6)), and x = 0.3 near the base fails at low heights.
+#: franky-sim's FR3 to its corners. The former box (ENV_TARGET_LOW/HIGH) held poses 0.22 m from anything the arm
+#: can do gripper-down (e.g. (0.8, 0, 0.6)), and x = 0.3 near the base fails at low heights.
 WORKSPACE_LOW = (0.35, -0.3, 0.015)
 WORKSPACE_HIGH = (0.65, 0.3, 0.45)
+#: The envs' own bound on their IK targets, unchanged: the envs' start poses reach z = 0.55 m (22 % of resets lie
+#: outside the safety box), and the shipped models' data was collected with it. A SimRobot still gets the safety box.
+ENV_TARGET_LOW = (0.25, -0.4, 0.015)
+ENV_TARGET_HIGH = (0.8, 0.4, 0.6)
 TCP_SITE = "tcp"
 #: The TCP frame in Franka's end-effector frame: 180 degrees about x, as a (w, x, y, z) quaternion (MJCF order).
 TCP_IN_EE_WXYZ = (0.0, 1.0, 0.0, 0.0)

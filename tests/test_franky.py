@@ -70,7 +70,10 @@ def franky_sim():
                     "(another franky-sim or libfranka server is running)")
     # `franky-sim -s mujoco --hostname 127.0.0.1`, with SIGINT's handler installed even where the test runner was
     # started with SIGINT ignored (a background job), so SIGINT stops it
-    cmd = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    # (and SIGTERM to it when this process dies: a hang in franky's C++ ends in pytest-timeout's os._exit, which
+    # runs no teardown, and a leftover franky-sim would hold the ports)
+    cmd = [sys.executable, "-c", "import ctypes, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+           "signal.signal(signal.SIGINT, signal.default_int_handler); "
            "from franky_sim.run_server import main; sys.argv[0] = 'franky-sim'; main()",
            "-s", "mujoco", "--hostname", HOST]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -194,7 +194,7 @@ class FrankyRobot(Robot):
     """A real Franka (FR3) through franky-control (imported only here; `pip install -e ".[robot]"`).
 
     Poses are franky's end-effector pose (the end-effector frame set in Desk; the Franka Hand's is 0.1034 m
-    beyond the flange, as in franky-sim) turned by the fixed `TCP_IN_EE` rotation of our envs, so gripper-down
+    beyond the flange, as in franky-sim) turned by the envs' fixed TCP rotation (`TCP_IN_EE_WXYZ`), so gripper-down
     reads (0, 0, 0) and the state never sits on roll's +-pi wrap.
 
     Each `act` adds the Cartesian delta to the *commanded* target (translation added, rotation R(delta) @ R),

@@ -137,6 +137,16 @@ def pose_error(robot: FrankyRobot) -> tuple[float, float]:
             float(np.linalg.norm(rotation_vector(rotation @ measured.T))))
 
 
+def test_realtime_is_enforced_by_default_and_the_error_says_what_to_do(franky_sim):
+    try:
+        robot = FrankyRobot(HOST, scene_camera)  # franky.RealtimeConfig.Enforce
+    except RuntimeError as err:  # a kernel without real-time support (CI, most desktops)
+        assert "realtime capabilities" in str(err) and "realtime=False" in str(err)
+    else:  # pragma: no cover - a real-time kernel connects
+        robot.close()
+    gc.collect()
+
+
 def test_observe_act_reset_close(robot):
     obs = robot.reset()
     assert obs[IMAGE_KEY].shape == (64, 64, 3) and obs[IMAGE_KEY].dtype == np.uint8

@@ -44,8 +44,8 @@ from envs.franka_model import (
     scene_xml,
 )
 
-WORKSPACE_LOW = np.array(franka_model.WORKSPACE_LOW)
-WORKSPACE_HIGH = np.array(franka_model.WORKSPACE_HIGH)
+WORKSPACE_LOW = np.array(franka_model.ENV_TARGET_LOW)
+WORKSPACE_HIGH = np.array(franka_model.ENV_TARGET_HIGH)
 _LIMIT_MARGIN = 0.02  # rad kept clear of each joint limit by the IK
 
 

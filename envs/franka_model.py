@@ -7,9 +7,11 @@ Links are capsules between joint origins instead of meshes: software (EGL/Mesa)
 rendering of the full meshes is slow, and at 64x64 pixels capsules read the same.
 Shadows are off for the same reason (they cost ~17 ms per frame, the scene 0.3 ms).
 
-The TCP frame is the flange frame turned 180 degrees about x, so that the usual
-gripper-pointing-down pose reads as Euler angles (0, 0, 0) instead of sitting on
-the +-pi wrap-around of roll (which makes state vectors jump).
+The TCP frame is Franka's end-effector frame (flange, hand turned -45 degrees about z,
+0.1034 m out: what libfranka/franky report as the end-effector pose with the Franka
+Hand) turned 180 degrees about x (`TCP_IN_EE`), so that the usual gripper-pointing-down
+pose reads as Euler angles (0, 0, 0) instead of sitting on the +-pi wrap-around of roll
+(which makes state vectors jump). Real robots apply the same fixed rotation (envs/robot.py).
 """
 
 from __future__ import annotations
@@ -22,12 +24,27 @@ JOINT_LIMITS = (
     (-2.8973, 2.8973), (-1.7628, 1.7628), (-2.8973, 2.8973), (-3.0718, -0.0698),
     (-2.8973, 2.8973), (-0.0175, 3.7525), (-2.8973, 2.8973),
 )
-HOME_QPOS = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785398)
+#: Franka Research 3 joint limits (rad; what franky-control's libfranka drives and franky-sim models).
+FR3_JOINT_LIMITS = (
+    (-2.7437, 2.7437), (-1.7837, 1.7837), (-2.9007, 2.9007), (-3.0421, -0.1518),
+    (-2.8065, 2.8065), (0.5445, 4.5169), (-3.0159, 3.0159),
+)
+HOME_QPOS = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785398)  # TCP at (0.463, 0, 0.403), gripper down; inside FR3's limits
 FINGER_OPEN = 0.04
-#: The box the end effector is kept in (m, base frame): by the env's IK targets and the robots' safety layer.
-WORKSPACE_LOW = (0.25, -0.4, 0.015)
-WORKSPACE_HIGH = (0.8, 0.4, 0.6)
+#: The box the robots' safety layer keeps the end effector in (m, base frame).
+#: Every pose in it is reachable gripper-down (yaw 0 and +-45 degrees) with every joint 0.1 rad inside FR3's
+#: limits: IK on this scene's kinematics over a 5 cm grid with the faces, 1680 poses; tests/test_franky.py drives
+#: franky-sim's FR3 to its corners. The former box (ENV_TARGET_LOW/HIGH) held poses 0.22 m from anything the arm
+#: can do gripper-down (e.g. (0.8, 0, 0.6)), and x = 0.3 near the base fails at low heights.
+WORKSPACE_LOW = (0.35, -0.3, 0.015)
+WORKSPACE_HIGH = (0.65, 0.3, 0.45)
+#: The envs' own bound on their IK targets, unchanged: the envs' start poses reach z = 0.55 m (22 % of resets lie
+#: outside the safety box), and the shipped models' data was collected with it. A SimRobot still gets the safety box.
+ENV_TARGET_LOW = (0.25, -0.4, 0.015)
+ENV_TARGET_HIGH = (0.8, 0.4, 0.6)
 TCP_SITE = "tcp"
+#: The TCP frame in Franka's end-effector frame: 180 degrees about x, as a (w, x, y, z) quaternion (MJCF order).
+TCP_IN_EE_WXYZ = (0.0, 1.0, 0.0, 0.0)
 SUBSTEPS = 16  # physics steps per control step: timestep = 1 / (15 * 16) s
 
 #: Exterior camera placements (position, look-at target, vertical field of view in degrees), base frame.
@@ -88,10 +105,12 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
         closing += "</body>"
     wrist = (f'<camera name="{WRIST_CAMERA}" pos="0.06 0 0.02" xyaxes="0 1 0 1 0 0" fovy="75"/>'
              if wrist_camera else "")
+    tcp_quat = " ".join(map(str, TCP_IN_EE_WXYZ))
     hand = (
         '<body name="hand" pos="0 0 0.107" quat="0.9238795 0 0 -0.3826834" gravcomp="1">'
         '<geom class="arm" type="box" size="0.025 0.1 0.03" pos="0 0 0.03" rgba="0.92 0.92 0.92 1"/>'
-        f'<site name="{TCP_SITE}" pos="0 0 0.1034" quat="0 1 0 0" size="0.01" rgba="1 0 0 0"/>{wrist}'
+        f'<site name="{TCP_SITE}" pos="0 0 0.1034" quat="{tcp_quat}" size="0.01" '
+        f'rgba="1 0 0 0"/>{wrist}'
         '<body name="left_finger" pos="0 0 0.0584" gravcomp="1">'
         '<joint name="finger_joint1" class="finger"/>'
         f'<geom class="finger" type="box" size="{pad} 0.01 0.025" pos="0 0.01 0.025"/></body>'

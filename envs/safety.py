@@ -1,10 +1,13 @@
 """One safety layer for every robot: workspace box, per-step limits, gripper bounds, NaN and staleness stops.
 
-`SafetyLayer.filter(action, observation)` returns the action that is safe to send: translation and
-rotation clipped per step, the translation shortened so the end effector stays inside the workspace
-box, the gripper target clipped to its range. It raises `SafetyStop` (the robot must stop, not be
-commanded) on a non-finite or malformed action, a non-finite observation, or an observation older
-than `observation_timeout_s`.
+`SafetyLayer.filter(action, observation, origin)` returns the action that is safe to send: translation
+and rotation clipped per step, the translation shortened so the commanded end-effector position
+(`origin`, where the robot's next target starts: the measured position, or a real robot's commanded
+target) stays inside the workspace box, the gripper target clipped to its range. It raises `SafetyStop`
+(the robot must stop, not be commanded) on a non-finite or malformed action, a non-finite observation,
+an observation older than `observation_timeout_s`, or, when `joint_limits` are set, a measured joint
+within `joint_margin` of its limit (the box is reachable gripper-down, but rotations are not bounded,
+so the joints are watched too).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from common.droid import (
     CARTESIAN_KEY,
     GRIPPER_DIM,
     GRIPPER_KEY,
+    JOINTS_KEY,
     MAX_DELTA_POS,
     MAX_DELTA_ROT,
     TIMESTAMP_KEY,
@@ -39,6 +43,8 @@ class SafetyLimits:
     max_rotation: float = MAX_DELTA_ROT  # rad per step, each axis (DROID)
     gripper: tuple[float, float] = (0.0, 1.0)
     observation_timeout_s: float = 0.5
+    joint_limits: tuple[tuple[float, float], ...] | None = None  # rad, per joint; None: the robot's own, if it has any
+    joint_margin: float = 0.05  # rad: a measured joint this close to a limit stops the robot
 
 
 @dataclass
@@ -56,9 +62,29 @@ class SafetyLayer:
             value = np.asarray(observation[key], dtype=np.float64)
             if not np.isfinite(value).all():
                 raise SafetyStop(f"non-finite observation {key}: {value.tolist()}")
+        if self.limits.joint_limits is not None and observation.get(JOINTS_KEY) is not None:
+            self.check_joints(observation[JOINTS_KEY])
 
-    def filter(self, action: Any, observation: dict[str, Any], now: float | None = None) -> np.ndarray:
-        """The safe version of `action` (7,) given the observation it was chosen for."""
+    def check_joints(self, joints: Any) -> None:
+        """`SafetyStop` if a joint is not finite or is within `joint_margin` of its limit."""
+        q = np.asarray(joints, dtype=np.float64)
+        low, high = np.asarray(self.limits.joint_limits, dtype=np.float64).T
+        if q.shape != low.shape or not np.isfinite(q).all():
+            raise SafetyStop(f"joint positions must be {low.shape} finite values, got {q.tolist()}")
+        margin = self.limits.joint_margin
+        near = np.flatnonzero((q < low + margin) | (q > high - margin))
+        if near.size:
+            i = int(near[0])
+            raise SafetyStop(f"joint {i + 1} at {q[i]:.3f} rad is within {margin} rad of its limit "
+                             f"[{low[i]:.4f}, {high[i]:.4f}]")
+
+    def filter(self, action: Any, observation: dict[str, Any], now: float | None = None,
+               origin: Any = None) -> np.ndarray:
+        """The safe version of `action` (7,) given the observation it was chosen for.
+
+        `origin` (3,) is the position the translation is added to (default: the observed one); a robot
+        that integrates commanded targets passes its current target, so the box bounds the target.
+        """
         self.check_observation(observation, now)
         try:
             a = np.asarray(action, dtype=np.float64)
@@ -75,7 +101,9 @@ class SafetyLayer:
         out[3:6] = np.clip(a[3:6], -lim.max_rotation, lim.max_rotation)
         self._count("translation", not np.array_equal(out[:3], a[:3]))
         self._count("rotation", not np.array_equal(out[3:6], a[3:6]))
-        position = np.asarray(observation[CARTESIAN_KEY], dtype=np.float64)[:3]
+        position = np.asarray(observation[CARTESIAN_KEY] if origin is None else origin, dtype=np.float64)[:3]
+        if not np.isfinite(position).all():
+            raise SafetyStop(f"non-finite command origin: {position.tolist()}")
         target = np.clip(position + out[:3], lim.workspace_low, lim.workspace_high)
         inside = np.clip(target - position, -lim.max_translation, lim.max_translation)  # outside: back at step speed
         self._count("workspace", not np.allclose(inside, out[:3]))

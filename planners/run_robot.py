@@ -34,6 +34,7 @@ from common.droid import (
     RESET_KEY,
 )
 from datasets.writer import EpisodeWriter
+from envs.franka_model import HOME_QPOS
 from envs.robot import FrankyRobot, Robot, SimRobot
 from envs.safety import SafetyLayer, SafetyLimits, SafetyStop
 from planners.client import PlanningClient, ServerError
@@ -41,10 +42,19 @@ from planners.client import PlanningClient, ServerError
 
 @dataclass
 class FrankyConfig:
-    host: str = "172.16.0.2"
-    camera: str | None = None  # module:function -> uint8 (H, W, 3) exterior frame
-    dynamics_factor: float = 0.1  # franky relative dynamics (velocity/acceleration/jerk scale)
-    home: list[float] | None = None  # joint positions to move to at reset
+    """`franky:` of configs/run_robot.yaml: the arguments of `envs.robot.FrankyRobot`."""
+
+    host: str = "172.16.0.2"  # the robot's FCI address; 127.0.0.1 for franky-sim
+    camera: str | None = None  # module:function -> uint8 (H, W, 3) exterior frame (envs.robot:scene_camera: rendered)
+    realtime: bool = True  # false: franky.RealtimeConfig.Ignore (franky-sim, or a kernel without real-time support)
+    dynamics_factor: float = 0.1  # franky relative dynamics (velocity/acceleration/jerk scale), in (0, 1]
+    robot_options: dict[str, Any] | None = None  # more franky.Robot keyword arguments, e.g. default_force_threshold
+    gripper_speed: float = 0.1  # m/s
+    gripper_deadband: float = 0.05  # a gripper target change below this is not sent
+    home: list[float] | None = field(default_factory=lambda: list(HOME_QPOS))  # joints at reset (null: stay)
+    max_target_error: float = 0.1  # m between commanded target and measured pose before the target is re-synced
+    max_target_rotation: float = 0.3  # rad, the same for the orientation
+    motion_timeout_s: float = 10.0  # longest wait for a motion or the gripper at reset
 
 
 @dataclass
@@ -79,7 +89,11 @@ def make_robot(config: RobotRunConfig) -> Robot:
             raise ValueError("robot=franky needs franky.camera=module:function returning the exterior camera frame")
         module, name = str(f.camera).split(":")
         camera = getattr(importlib.import_module(module), name)
-        return FrankyRobot(f.host, camera, safety, f.dynamics_factor, home=list(f.home) if f.home else None)
+        return FrankyRobot(f.host, camera, safety, dynamics_factor=f.dynamics_factor, realtime=f.realtime,
+                           robot_options=f.robot_options, gripper_speed=f.gripper_speed,
+                           gripper_deadband=f.gripper_deadband, home=list(f.home) if f.home else None,
+                           max_target_error=f.max_target_error, max_target_rotation=f.max_target_rotation,
+                           motion_timeout_s=f.motion_timeout_s)
     raise ValueError(f"robot must be 'sim' or 'franky', got {config.robot!r}")
 
 

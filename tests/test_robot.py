@@ -1,5 +1,6 @@
 """The robot interface and its safety layer (real MuJoCo for SimRobot)."""
 
+import sys
 import time
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from common.droid import CARTESIAN_KEY, GRIPPER_KEY, IMAGE_KEY, JOINTS_KEY, TIMESTAMP_KEY
 from common.rotations import euler_xyz_to_matrix, matrix_to_quaternion, quaternion_to_matrix
+from envs.franka_model import FR3_JOINT_LIMITS, HOME_QPOS, WORKSPACE_HIGH, WORKSPACE_LOW
 from envs.robot import SimRobot
 from envs.safety import SafetyLayer, SafetyLimits, SafetyStop
 
@@ -100,14 +102,39 @@ def test_act_before_observe_is_refused():
         robot.close()
 
 
-def test_franky_robot_explains_the_missing_package():
-    # franky-control is optional; without it the error says how to install it
-    try:
-        import franky  # noqa: F401
-    except ImportError:
-        from envs.robot import FrankyRobot
+def test_franky_robot_explains_the_missing_package(monkeypatch):
+    # franky-control comes with the `robot` extra; without it the error says how to install it
+    from envs.robot import FrankyRobot
 
-        with pytest.raises(ImportError, match="pip install franky-control"):
-            FrankyRobot("172.16.0.2", camera=lambda: np.zeros((4, 4, 3), np.uint8))
-    else:  # pragma: no cover - a lab machine
-        pytest.skip("franky is installed here; this test checks the message when it is not")
+    monkeypatch.setitem(sys.modules, "franky", None)  # what `import franky` sees when it is not installed
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[robot\]"'):
+        FrankyRobot("172.16.0.2", camera=lambda: np.zeros((4, 4, 3), np.uint8))
+
+
+def test_joint_guard_stops_near_a_limit_and_only_when_limits_are_known():
+    limits = SafetyLimits(joint_limits=FR3_JOINT_LIMITS, joint_margin=0.05)
+    home = obs()
+    home[JOINTS_KEY] = np.array(HOME_QPOS)
+    SafetyLayer(limits).filter(np.zeros(7), home)  # well inside: passes
+    near = dict(home, **{JOINTS_KEY: np.array([*HOME_QPOS[:5], 0.57, HOME_QPOS[6]])})  # joint 6: FR3 low 0.5445
+    with pytest.raises(SafetyStop, match="joint 6 at 0.570 rad is within 0.05 rad of its limit"):
+        SafetyLayer(limits).filter(np.zeros(7), near)
+    with pytest.raises(SafetyStop, match="finite"):
+        SafetyLayer(limits).filter(np.zeros(7), dict(home, **{JOINTS_KEY: np.full(7, np.nan)}))
+    SafetyLayer().filter(np.zeros(7), near)  # no joint limits configured (sim robots): no joint check
+
+
+def test_workspace_box_bounds_the_commanded_origin():
+    # a robot that integrates commanded targets passes its target: the box bounds the target, not the measured pose
+    safety = SafetyLayer()
+    high = np.array(WORKSPACE_HIGH)
+    out = safety.filter([0.05, 0, 0, 0, 0, 0, 0], obs(position=high - [0.1, 0.1, 0.1]), origin=high - [0.02, 0.1, 0.1])
+    np.testing.assert_allclose(out[:3], [0.02, 0, 0], atol=1e-6)
+    with pytest.raises(SafetyStop, match="non-finite command origin"):
+        safety.filter(np.zeros(7), obs(), origin=[np.nan, 0, 0])
+
+
+def test_default_workspace_box_is_the_reachable_one():
+    # the box the FR3 reaches gripper-down (tests/test_franky.py drives franky-sim to its corners)
+    assert SafetyLimits().workspace_low == WORKSPACE_LOW == (0.35, -0.3, 0.015)
+    assert SafetyLimits().workspace_high == WORKSPACE_HIGH == (0.65, 0.3, 0.45)

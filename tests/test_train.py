@@ -87,6 +87,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(sim_data, tmp_path)
     assert (tmp_path / "checkpoints" / "last" / "model.safetensors").read_bytes() == before
 
 
+def test_an_empty_data_folder_is_named_before_anything_loads(tmp_path):
+    from common.errors import UserError
+    from world_model.pretrain import DataConfig, PretrainConfig, pretrain
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=f"^no .h5 episodes found in {tmp_path / 'empty'}$"):
+        train(_cfg(TINY_LEWM + _common(tmp_path / "empty", tmp_path / "run") + ["model.readout_weight=0.5"]))
+    with pytest.raises(UserError, match=f"^no .h5 episodes found in {tmp_path / 'empty'}$"):
+        pretrain(PretrainConfig(data=DataConfig(root=str(tmp_path / "empty")), out=str(tmp_path / "pre")))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "pre").exists()
+
+
 def test_two_process_torchrun_trains_and_writes_one_checkpoint(sim_data, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "world_model" / "train.py"), *TINY_LEWM, *_common(sim_data, tmp_path, steps=4)]

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from common.config import build_config
 from common.device import pick_device
 from datasets.clips import ClipDataset, FrameTransform, Windows
+from datasets.validate import require_episodes
 from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
@@ -132,6 +133,7 @@ def _to_jsonable(obj: Any) -> Any:
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Run (or resume) a pretraining run; returns a summary with the loss history."""
+    require_episodes(cfg.data.root)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

@@ -35,6 +35,7 @@ from common.device import pick_device
 from common.droid import FRANKA_ACTION_KEYS
 from common.seeding import derive_seed
 from datasets.clips import ClipActions, ClipDataset, FrameTransform, Windows
+from datasets.validate import require_episodes
 from world_model.checkpoints import save_checkpoint
 from world_model.feature_cache import CachedFeatureClips, CacheMismatchError
 from world_model.models import ModelSettings, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
@@ -166,6 +167,7 @@ class TrainStep(torch.nn.Module):
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns a summary (rank 0's view)."""
+    require_episodes(config.data.root)
     rank, world, dist_device = _setup_distributed()
     device = dist_device or pick_device(config.device)
     torch.manual_seed(config.seed + rank)

@@ -8,6 +8,8 @@ or colons, as DROID's folder names have, survive) and starts the hydra app.
 from __future__ import annotations
 
 import functools
+import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,10 +41,25 @@ def positional_to_overrides(argv: Sequence[str], names: Sequence[str]) -> list[s
 
 def _program() -> str:
     """How the running command was invoked: `python -m pkg.mod` or `python path/to/script.py`."""
-    script = Path(sys.argv[0]).resolve()
-    if (script.parent / "__init__.py").exists():
-        return f"python -m {script.parent.name}.{script.stem}"
+    orig = getattr(sys, "orig_argv", [])
+    if "-m" in orig[1:-1]:
+        return f"python -m {orig[orig.index('-m') + 1]}"
+    script = Path(sys.argv[0])
+    if not orig and (script.resolve().parent / "__init__.py").exists():
+        return f"python -m {script.resolve().parent.name}.{script.stem}"
     return f"python {sys.argv[0]}"
+
+
+def command_line(add: Sequence[str] = ()) -> str:
+    """The command that started this process, with the overrides in `add` appended (replacing the same keys):
+    what to type to run it again, e.g. with `resume=true`."""
+    key = lambda arg: arg.split("=", 1)[0].lstrip("+~")  # noqa: E731
+    replaced = {key(a) for a in add}
+    args = [a for a in sys.argv[1:] if key(a) not in replaced] + list(add)
+    program = _program()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a torchrun worker: the user typed torchrun
+        program = f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', os.environ['WORLD_SIZE'])} {sys.argv[0]}"
+    return " ".join([program, shlex.join(args)]).strip()
 
 
 def run(task: Callable[[Any], Any], config_name: str, positional: Sequence[str] = ()) -> None:
@@ -63,6 +80,9 @@ def run(task: Callable[[Any], Any], config_name: str, positional: Sequence[str] 
                   file=sys.stderr)
         except (FileNotFoundError, FileExistsError, ValueError, UserError) as err:
             print(f"error: {err}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
         raise SystemExit(2)
 
     hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)(guarded)()

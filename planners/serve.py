@@ -10,6 +10,11 @@ text reply naming the problem and the connection (and the server) keeps serving.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("serve")
+
 import asyncio
 import http
 import logging

@@ -16,6 +16,11 @@ target features and warns when it nears zero.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("pretrain")
+
 import copy
 import json
 import time

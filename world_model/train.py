@@ -17,6 +17,11 @@ CUDA); only rank 0 writes checkpoints and logs. Hydra stops at `main()`: below i
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("train")
+
 import os
 import time
 from dataclasses import dataclass, field

@@ -35,14 +35,15 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if not line.startswith("import time:")]
 
 
-@pytest.mark.parametrize("config", sorted(COMMANDS))
+@pytest.mark.parametrize("config", sorted(COMMANDS) + ["model/lewm", "model/vjepa_ac"])
 def test_every_setting_of_every_command_is_on_its_help_page(config):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         cfg = compose(config)
     page = help_text(config)
     assert page.startswith("usage: ") and "hydra/" not in page and "Powered by Hydra" not in page
-    for key, _, section in _settings(OmegaConf.to_container(cfg, resolve=False)):
+    for key, value, section in _settings(OmegaConf.to_container(cfg, resolve=False)):
         assert section or f"  {key}=" in page, key
+        assert "#" not in str(value), (key, value)  # a comment glued to its value (`0.4# ...`) becomes the value
 
 
 def test_help_has_usage_arguments_meanings_and_no_heavy_imports():

@@ -269,6 +269,10 @@ def _composition_error(err: Exception, config_name: str, overrides: list[str]) -
         value = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")), "VALUE")
         return (f"unknown setting {key} ({parent or 'the config'} has: {valid}); to add a setting the config "
                 f"does not list, write +{key}={value}")
+    multiple = re.match(r"Multiple values for (\S+)\.", message)
+    added = next((o for o in overrides if multiple and o.startswith(f"+{multiple.group(1)}=")), None)
+    if added:  # `+experiment=NAME`, as older instructions wrote it
+        return f"{multiple.group(1)} is a config group: write {added[1:]} (without the +)"
     if isinstance(err, MissingConfigException) and getattr(err, "options", None) is not None:
         group = Path(str(err.missing_cfg_file)).parent.as_posix()
         option = Path(str(err.missing_cfg_file)).name

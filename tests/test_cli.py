@@ -79,6 +79,8 @@ def test_train_help_lists_its_groups_and_the_preset_values():
     (["model=lewm"], "error: missing argument 'data.root' (usage: python " + str(ROOT / "world_model/train.py")
                      + " data.root=... [key=value ...]; --help lists the settings)"),
     (["optim.steps=[1,"], "error: cannot read the override: no viable alternative at input '[1,'"),
+    (["+experiment=franka_lewm", "data.root=x"], "error: experiment is a config group: write experiment=franka_lewm "
+                                                 "(without the +)"),
 ])
 def test_a_bad_override_is_one_line_before_torch_loads(args, message):
     result = _cli("world_model/train.py", *args)

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from common.droid import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY
 from planners.client import PlanningClient
@@ -65,7 +66,8 @@ def main(cfg: Any) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     print(json.dumps({k: round(float(v), 3) if isinstance(v, float | np.floating) else v for k, v in figures.items()}
-                     | {"checkpoint": str(cfg.checkpoint), "image_size": cfg.image_size, "device": cfg.device}))
+                     | {"checkpoint": str(cfg.checkpoint), "image_size": cfg.image_size, "device": cfg.device,
+                        "torch_threads": torch.get_num_threads()}))  # the server's too: same environment
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from datasets.index import load_index, split_episodes
 from datasets.reader import EpisodeReader
 from datasets.schema import CARTESIAN, GRIPPER, EpisodeError, image_key
 from datasets.transforms import FrameTransform
-from datasets.validate import check_finite, check_structure, find_episodes
+from datasets.validate import check_finite, check_structure, require_episodes
 from datasets.windows import Windows
 
 __all__ = ["ClipActions", "ClipDataset", "FrameTransform", "Windows"]
@@ -129,7 +129,7 @@ class ClipDataset(Dataset):
             files = sorted(entries) if split == "all" else self.index["split"][split]
             return [_Episode(self.root / f, int(entries[f]["length"]), float(entries[f]["control_hz"])) for f in files]
         found: dict[str, _Episode] = {}
-        for path in find_episodes(self.root):
+        for path in require_episodes(self.root):
             try:
                 with EpisodeReader(path) as reader:
                     found[path.relative_to(self.root).as_posix()] = _Episode(path, len(reader), reader.control_hz)

@@ -7,8 +7,12 @@ found under SRC this picks one camera by role (`ext1`, `ext2`, `wrist`, or
 `right_mp4_path` names), drops idle steps where
 `observation/controller_info/movement_enabled` is present and false, resamples
 to `fps` and resizes to `height` x `width`, and writes DST/<uuid>.h5.
-Reruns skip episodes already converted; a broken source episode is reported
-and skipped.
+Below the recording rate each kept step carries the commands of the steps
+dropped after it: velocities and deltas summed, absolute targets the last one
+(file attribute `action_reduce`). Reruns skip episodes already converted and
+remove the temporaries of a killed run; a broken source episode (missing
+files, datasets of different lengths, an undecodable video) is reported in
+one line and skipped.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from tqdm import tqdm
 
 from datasets.reader import plain_attribute
 from datasets.schema import CARTESIAN, GRIPPER, JOINTS, EpisodeError
-from datasets.writer import EpisodeWriter
+from datasets.writer import EpisodeWriter, remove_stale_temporaries
 
 DROID_HZ = 15.0
 MOVEMENT_ENABLED = "observation/controller_info/movement_enabled"
@@ -77,15 +81,52 @@ def select_camera(episode_dir: Path, metadata: dict[str, Any], role: str) -> tup
     return mp4, name, serial
 
 
-def kept_steps(movement_enabled: np.ndarray | None, length: int, source_hz: float, fps: float) -> np.ndarray:
-    """Indices of the source steps to keep: active steps only, then every (source_hz / fps)-th of them."""
+def _active_and_picks(movement_enabled: np.ndarray | None, length: int, source_hz: float,
+                      fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(active source steps, positions among them of the steps kept at `fps`)."""
     if fps > source_hz:
         raise ValueError(f"fps {fps} exceeds the source rate {source_hz}; DROID cannot be upsampled")
     active = np.arange(length) if movement_enabled is None else np.flatnonzero(np.asarray(movement_enabled[:length]))
     if len(active) == 0:
-        return active
+        return active, np.zeros(0, np.int64)
     picks = np.round(np.arange(0, len(active), source_hz / fps)).astype(np.int64)
-    return active[np.unique(picks[picks < len(active)])]
+    return active, np.unique(picks[picks < len(active)])
+
+
+def kept_steps(movement_enabled: np.ndarray | None, length: int, source_hz: float, fps: float) -> np.ndarray:
+    """Indices of the source steps to keep: active steps only, then every (source_hz / fps)-th of them."""
+    active, picks = _active_and_picks(movement_enabled, length, source_hz, fps)
+    return active[picks]
+
+
+def command_groups(movement_enabled: np.ndarray | None, length: int, source_hz: float, fps: float) -> list[np.ndarray]:
+    """For each kept step, the active source steps whose commands it stands for: itself and the dropped ones
+    up to the next kept step (idle steps sent nothing; the last kept step takes at most one frameskip)."""
+    active, picks = _active_and_picks(movement_enabled, length, source_hz, fps)
+    if len(picks) == 0:
+        return []
+    span = max(int(round(source_hz / fps)), 1)
+    ends = np.append(picks[1:], min(int(picks[-1]) + span, len(active)))
+    return [active[a:b] for a, b in zip(picks, ends)]
+
+
+def action_reduction(name: str) -> str:
+    """How the commands of dropped steps combine: velocities and deltas add up, absolute targets keep the last."""
+    return "sum" if name.endswith(("_velocity", "_delta")) else "last"
+
+
+def combine_commands(commands: np.ndarray, groups: list[np.ndarray], reduction: str) -> np.ndarray:
+    if reduction == "sum":
+        return np.stack([commands[g].sum(0) for g in groups])
+    return commands[[int(g[-1]) for g in groups]]
+
+
+def _ffmpeg_reason(err: Exception) -> str:
+    """ffmpeg's error without its version banner: imageio's message, then ffmpeg's last line."""
+    head, _, stderr = str(err).partition("=== stderr ===")
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith((" ", "ffmpeg version"))]
+    last = re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\] ", "", lines[-1]) if lines else ""
+    return ": ".join(part for part in (" ".join(head.split()), last) if part) or type(err).__name__
 
 
 def decode_frames(mp4: Path, steps: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -104,7 +145,7 @@ def decode_frames(mp4: Path, steps: np.ndarray, size: tuple[int, int] | None) ->
                 if t >= last:
                     break
     except (OSError, RuntimeError, ValueError) as err:
-        raise EpisodeError(mp4, f"undecodable video ({err})") from err
+        raise EpisodeError(mp4, f"undecodable video ({_ffmpeg_reason(err)})") from err
     missing = sum(frame is None for frame in out)
     if missing:
         raise EpisodeError(mp4, f"video ends before step {last}: {missing} of {len(steps)} frames missing")
@@ -130,24 +171,37 @@ def convert_episode(
                 if key not in f:
                     raise EpisodeError(traj_path, f"missing key '{key}'")
             length = len(f[CARTESIAN])
+            action_keys = [f"action/{k}" for k in DROID_ACTIONS if f"action/{k}" in f]
+            for key in [GRIPPER, *([JOINTS] if JOINTS in f else []), *action_keys]:
+                if len(f[key]) != length:  # a DROID write interrupted mid-step
+                    raise EpisodeError(traj_path, f"key '{key}' has {len(f[key])} rows, expected {length} like "
+                                                  f"'{CARTESIAN}'")
             movement = f[MOVEMENT_ENABLED][()] if drop_idle and MOVEMENT_ENABLED in f else None
-            steps = kept_steps(movement, length, source_hz, fps)
-            if len(steps) == 0:
+            if movement is not None and len(movement) < length:
+                raise EpisodeError(traj_path, f"key '{MOVEMENT_ENABLED}' has {len(movement)} rows, expected {length} "
+                                              f"like '{CARTESIAN}'")
+            groups = command_groups(movement, length, source_hz, fps)
+            if not groups:
                 raise EpisodeError(traj_path, "no active steps (movement_enabled is false throughout)")
+            steps = np.array([int(g[0]) for g in groups])
             cartesian = f[CARTESIAN][()][steps]
             gripper = f[GRIPPER][()].reshape(length, -1)[steps, 0]
             joints = f[JOINTS][()][steps] if JOINTS in f else None
-            actions = {k: f[f"action/{k}"][()][steps] for k in DROID_ACTIONS if f"action/{k}" in f}
+            reduce = {key.removeprefix("action/"): action_reduction(key) for key in action_keys}
+            actions = {k: combine_commands(f[f"action/{k}"][()], groups, r) for k, r in reduce.items()}
             task = metadata.get("current_task") or plain_attribute(f.attrs.get("current_task", ""))
             success = metadata.get("success", plain_attribute(f.attrs.get("success", False)))
     except OSError as err:
         raise EpisodeError(traj_path, f"unreadable HDF5 file ({err})") from err
+    except (ValueError, IndexError, KeyError, TypeError) as err:  # a damaged file whose shapes do not fit
+        raise EpisodeError(traj_path, f"damaged trajectory ({type(err).__name__}: {err})") from err
     frames = decode_frames(mp4, steps, size)
     with EpisodeWriter(
         dst_file, cameras=[camera_name], control_hz=fps, robot_type="franka_panda", action_space="cartesian_velocity",
         task=str(task), overwrite=True,
         attrs={"source": "droid_raw", "source_episode": str(episode_dir), "droid_uuid": str(metadata.get("uuid", "")),
-               "camera_serial": serial, "source_steps": steps},
+               "camera_serial": serial, "source_steps": steps, "source_hz": float(source_hz),
+               "action_reduce": json.dumps(reduce, sort_keys=True)},
     ) as writer:
         for i in range(len(steps)):
             writer.add_step(
@@ -166,7 +220,8 @@ def convert_tree(
     """Convert every DROID episode under `src` into `dst`; returns counts and the failures."""
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"converted": 0, "skipped_existing": 0, "failed": [], "steps": 0}
+    summary: dict[str, Any] = {"converted": 0, "skipped_existing": 0, "failed": [], "steps": 0,
+                               "removed_stale": len(remove_stale_temporaries(dst))}  # left by a killed run
     episodes = find_droid_episodes(src)
     for episode_dir in tqdm(episodes, desc="convert", unit="ep", disable=not progress):
         try:
@@ -191,9 +246,10 @@ def main(cfg) -> None:
                            overwrite=cfg.overwrite, progress=cfg.progress)
     for failure in summary["failed"]:
         print(f"FAILED {failure}")
+    stale = summary["removed_stale"]
     print(f"converted {summary['converted']} of {summary['episodes']} DROID episodes into {cfg.dst} "
           f"({summary['steps']} steps at {cfg.fps:g} fps): {summary['skipped_existing']} already there, "
-          f"{len(summary['failed'])} failed")
+          f"{len(summary['failed'])} failed" + (f", removed {stale} stale temporary file{'s' * (stale > 1)}" if stale else ""))
     raise SystemExit(1 if summary["failed"] else 0)
 
 

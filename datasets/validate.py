@@ -1,7 +1,7 @@
 """Check every episode of a dataset folder: `python -m datasets.validate DIR`.
 
 Prints one line per bad file with its reasons and exits 1 when any file is bad,
-0 otherwise. The same checks back the index builder and the clip dataset.
+0 otherwise; a folder without episodes is an error (exit 2). The same checks back the index builder and the clip dataset.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from common.errors import UserError
 from datasets.schema import (
     ACTION_GROUP,
     EPISODE_SUFFIX,
@@ -35,6 +36,14 @@ def find_episodes(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist")
     return sorted(p for p in root.rglob(f"*{EPISODE_SUFFIX}") if not p.name.startswith("."))
+
+
+def require_episodes(root: str | os.PathLike) -> list[Path]:
+    """`find_episodes`, refusing a folder that holds none: every command reading a dataset says so in one line."""
+    episodes = find_episodes(root)
+    if not episodes:
+        raise UserError(f"no {EPISODE_SUFFIX} episodes found in {root}")
+    return episodes
 
 
 def _lowdim_keys(f: h5py.File) -> list[str]:
@@ -146,7 +155,7 @@ def validate_dir(root: str | os.PathLike, decode_images: bool = True, progress: 
 
 def main(cfg) -> None:
     root = Path(cfg.dir)
-    episodes = find_episodes(root)
+    episodes = require_episodes(root)
     bad = validate_dir(root, decode_images=cfg.decode_images, progress=cfg.progress)
     for path, reason in bad.items():
         print(f"BAD {path}: {reason}")

@@ -9,6 +9,11 @@ image), and ends with a JSON line holding `success_rate`, `mean_final_distance` 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("cem_goal")
+
 import importlib
 import json
 from dataclasses import dataclass

@@ -9,6 +9,11 @@ mean ± standard error (over seeds) of the success rate and the final distance. 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("evaluate")
+
 import dataclasses
 import json
 from dataclasses import dataclass, field

@@ -40,20 +40,42 @@ def _pack_default(obj: Any) -> Any:
     return obj
 
 
+def _field(obj: dict, name: bytes | str) -> Any:
+    if name not in obj:
+        raise RequestError(f"array is missing its {name.decode() if isinstance(name, bytes) else name!r} field")
+    return obj[name]
+
+
+def _dtype(name: Any) -> np.dtype:
+    try:
+        dt = np.dtype(name)
+    except (TypeError, ValueError):
+        raise RequestError(f"array dtype {name!r} is not a numpy dtype") from None
+    if dt.kind in ("V", "O"):
+        raise RequestError(f"numpy dtype {dt} is not accepted")
+    return dt
+
+
 def _unpack_hook(obj: dict) -> Any:
     for marker, data, dtype, shape in ((b"__ndarray__", b"data", b"dtype", b"shape"),
                                        ("__ndarray__", "data", "dtype", "shape")):
         if marker in obj:
-            dt = np.dtype(obj[dtype])
-            if dt.kind in ("V", "O"):
-                raise RequestError(f"numpy dtype {dt} is not accepted")
-            shape_ = tuple(int(s) for s in obj[shape])
-            if any(s < 0 for s in shape_) or int(np.prod(shape_, dtype=np.int64)) * dt.itemsize != len(obj[data]):
-                raise RequestError(f"array of shape {shape_} and dtype {dt} does not match its {len(obj[data])} bytes")
-            return np.ndarray(buffer=obj[data], dtype=dt, shape=shape_)
+            dt, raw, dims = _dtype(_field(obj, dtype)), _field(obj, data), _field(obj, shape)
+            if not isinstance(raw, bytes):
+                raise RequestError(f"array data must be bytes, got {type(raw).__name__}")
+            if not isinstance(dims, list | tuple) or not all(isinstance(s, int) for s in dims):
+                raise RequestError(f"array shape must be a list of integers, got {dims!r}")
+            shape_ = tuple(dims)
+            if any(s < 0 for s in shape_) or int(np.prod(shape_, dtype=np.int64)) * dt.itemsize != len(raw):
+                raise RequestError(f"array of shape {shape_} and dtype {dt} does not match its {len(raw)} bytes")
+            return np.ndarray(buffer=raw, dtype=dt, shape=shape_)
     for marker, data, dtype in ((b"__npgeneric__", b"data", b"dtype"), ("__npgeneric__", "data", "dtype")):
         if marker in obj:
-            return np.dtype(obj[dtype]).type(obj[data])
+            dt = _dtype(_field(obj, dtype))
+            try:
+                return dt.type(_field(obj, data))
+            except (TypeError, ValueError, OverflowError) as err:
+                raise RequestError(f"scalar of dtype {dt}: {err}") from None
     return obj
 
 
@@ -62,13 +84,25 @@ def packb(obj: Any) -> bytes:
 
 
 def unpackb(data: bytes) -> Any:
-    """Decode one message; anything undecodable raises `RequestError` naming what went wrong."""
+    """Decode one message; anything undecodable raises `RequestError` saying what and where."""
+    unpacker = msgpack.Unpacker(object_hook=_unpack_hook, strict_map_key=False, max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
     try:
-        return msgpack.unpackb(data, object_hook=_unpack_hook, strict_map_key=False)
+        message = unpacker.unpack()
     except RequestError:
         raise
+    except msgpack.OutOfData:
+        raise RequestError(f"request is not msgpack: it ends early ({len(data)} bytes)") from None
+    except msgpack.FormatError:  # a byte msgpack never uses (0xc1) where a value starts
+        at = unpacker.tell()
+        raise RequestError(f"request is not msgpack: byte 0x{data[at]:02x} at offset {at} is never used") from None
     except Exception as err:  # msgpack raises several unrelated types on garbage
-        raise RequestError(f"request is not a msgpack message ({type(err).__name__}: {err})") from err
+        raise RequestError(f"request is not msgpack ({type(err).__name__}: {err})") from err
+    extra = len(data) - unpacker.tell()
+    if extra:
+        raise RequestError(f"request is not msgpack: {extra} byte{'s' if extra > 1 else ''} of extra data after "
+                           f"the message")
+    return message
 
 
 @dataclass

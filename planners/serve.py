@@ -10,6 +10,11 @@ text reply naming the problem and the connection (and the server) keeps serving.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("serve")
+
 import asyncio
 import http
 import logging
@@ -75,7 +80,7 @@ class ServeConfig(PlanConfig):
     port: int = 8000  # 0: any free port (printed at start)
     control_hz: float = CONTROL_HZ  # the rate the robot runs at (sent to clients in the metadata)
     max_image_side: int = 1024  # larger images are refused with an error reply
-    max_message_bytes: int = 16 * 2**20  # larger websocket messages close that connection (the server stays up)
+    max_message_bytes: int = 16 * 2**20  # larger messages get an error reply (see PlanningServer)
 
 
 @dataclass
@@ -167,7 +172,14 @@ class PlanningService:
 
 
 class PlanningServer:
-    """The websocket server around a `PlanningService`; counts what it served."""
+    """The websocket server around a `PlanningService`; counts what it served.
+
+    A message over `max_message_bytes` gets a text reply and the connection keeps serving: the websocket
+    layer reads messages up to `HARD_LIMIT_FACTOR` times that size, and closes the connection (code 1009)
+    only beyond it, so that no client can make the server buffer without bound.
+    """
+
+    HARD_LIMIT_FACTOR = 4
 
     def __init__(self, service: PlanningService, host: str, port: int, max_message_bytes: int):
         self.service, self.host, self.port, self.max_message_bytes = service, host, port, max_message_bytes
@@ -185,6 +197,9 @@ class PlanningServer:
                 start = time.perf_counter()
                 self.requests += 1
                 try:
+                    if len(message) > self.max_message_bytes:
+                        raise RequestError(f"message of {len(message)} bytes exceeds max_message_bytes="
+                                           f"{self.max_message_bytes}")
                     if isinstance(message, str):
                         raise RequestError("expected a binary msgpack message, got a text message")
                     request = session.parse(unpackb(message))
@@ -213,7 +228,8 @@ class PlanningServer:
         return None
 
     async def serve_forever(self, stop: asyncio.Future) -> None:
-        async with serve(self._handle, self.host, self.port, compression=None, max_size=self.max_message_bytes,
+        async with serve(self._handle, self.host, self.port, compression=None,
+                         max_size=self.HARD_LIMIT_FACTOR * self.max_message_bytes,
                          process_request=self._health) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             print(f"serving {self.service.metadata['model']} ({self.service.checkpoint}) on ws://{self.host}:{port} "

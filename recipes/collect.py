@@ -4,7 +4,9 @@ Wiring above both `envs/` (the env and its policies) and `datasets/` (the episod
 
 Episodes are `episode_<i>.h5`, each seeded from (seed, i), written by worker
 processes (one env each) and published atomically, so a rerun skips the ones
-already there and finishes an interrupted collection. Our Franka envs give
+already there and finishes an interrupted collection. The env id, state
+function and policy are checked before any worker starts; a worker that fails
+(or dies) stops the run with its error in one line. Our Franka envs give
 pixels and the DROID state in their observations and record their actions as
 `action/cartesian_delta` (6) + `action/gripper_position`; any other env that
 renders `rgb_array` works too: pixels come from `render()`, the state from the
@@ -19,6 +21,8 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from tqdm import tqdm
 
 from common.config import build_config
 from common.droid import CARTESIAN_DELTA_ACTION, CONTROL_HZ, EXTERIOR_CAMERA, FRANKA_ACTION_KEYS, WRIST_CAMERA
+from common.errors import UserError
 from common.seeding import derive_seed
 from datasets.index import write_index
 from datasets.writer import EpisodeWriter, remove_stale_temporaries
@@ -155,21 +160,72 @@ class _Collector:
         self.env.close()
 
 
+def check_config(cfg: CollectConfig) -> None:
+    """What can be checked before a worker starts: the env id, the state function, the policy."""
+    if cfg.env_module:
+        try:
+            importlib.import_module(cfg.env_module)
+        except ImportError as err:
+            raise UserError(f"env_module {cfg.env_module!r} cannot be imported: {err}") from None
+    try:
+        gym.spec(cfg.env_id)
+    except gym.error.Error as err:
+        raise UserError(f"unknown env_id {cfg.env_id!r}: {err}") from None
+    if cfg.state_fn:
+        try:
+            _load_function(cfg.state_fn)
+        except (ImportError, AttributeError) as err:
+            raise UserError(f"state_fn {cfg.state_fn!r} cannot be loaded: {err}") from None
+    make_policy(cfg.policy, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
+
+
+class WorkerError(UserError):
+    """An episode failed in a worker process; the message carries the worker's error."""
+
+
 _worker: _Collector | None = None
+_worker_error: Exception | None = None
 
 
 def _init_worker(cfg: CollectConfig) -> None:
-    global _worker
+    global _worker, _worker_error
     os.environ.setdefault("MUJOCO_GL", "egl")
-    _worker = _Collector(cfg)
+    try:
+        _worker = _Collector(cfg)
+    except Exception as err:  # raised with the first episode: a pool restarts a failing initializer forever
+        _worker_error = err
 
 
 def _run_episode(i: int) -> dict[str, Any]:
-    return _worker.episode(i)
+    try:
+        if _worker_error is not None:
+            raise _worker_error
+        return _worker.episode(i)
+    except Exception as err:  # a plain message travels back whatever the error's type
+        raise WorkerError(f"episode {i} failed in a worker process: {type(err).__name__}: {err} "
+                          f"(workers=1 shows the traceback)") from None
+
+
+def _collect_in_workers(cfg: CollectConfig, todo: list[int], results: list[dict[str, Any]], bar: tqdm) -> None:
+    """Episodes `todo` on worker processes; the first failure (or a worker that dies) stops the run."""
+    ctx = mp.get_context("spawn")  # fresh processes: each creates its own GL context and env
+    with ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(cfg,)) as pool:
+        futures = [pool.submit(_run_episode, i) for i in todo]
+        try:
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update()
+        except BrokenProcessPool:
+            raise WorkerError("a worker process died (killed, or crashed in native code); workers=1 shows "
+                              "where") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # episodes already running finish, the rest never start
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """Collect the missing episodes of `cfg.out`; returns counts, success rate and timing."""
+    check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stale = remove_stale_temporaries(out)  # left by an interrupted earlier run
@@ -177,21 +233,19 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
     bar = tqdm(total=len(todo), desc=f"collect {cfg.env_id}", unit="ep", disable=not progress)
-    if todo and cfg.workers > 1:
-        ctx = mp.get_context("spawn")  # fresh processes: each creates its own GL context and env
-        with ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker, initargs=(cfg,)) as pool:
-            for result in pool.imap_unordered(_run_episode, todo):
-                results.append(result)
-                bar.update()
-    elif todo:
-        collector = _Collector(cfg)
-        try:
-            for i in todo:
-                results.append(collector.episode(i))
-                bar.update()
-        finally:
-            collector.close()
-    bar.close()
+    try:
+        if todo and cfg.workers > 1:
+            _collect_in_workers(cfg, todo, results, bar)
+        elif todo:
+            collector = _Collector(cfg)
+            try:
+                for i in todo:
+                    results.append(collector.episode(i))
+                    bar.update()
+            finally:
+                collector.close()
+    finally:
+        bar.close()  # before an error is printed, so that it gets a line of its own
     seconds = time.perf_counter() - start
     steps = sum(r["steps"] for r in results)
     summary = {

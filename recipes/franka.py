@@ -54,19 +54,20 @@ def main(cfg: Any) -> None:
               f"workers={cfg.workers}"], log, "collect")
     checkpoint = out / "model" / "checkpoints" / "last"
     if not (checkpoint / "config.json").exists() or cfg.retrain:
+        start_over = ["overwrite=true"] if checkpoint.exists() else []  # retrain: replace the earlier model
         if cfg.family == "lewm":
-            _run([py, "world_model/train.py", "+experiment=franka_lewm", f"data.root={data}", f"out={out / 'model'}",
-                  f"seed={cfg.seed}", *overrides], log, "train")
+            _run([py, "world_model/train.py", "experiment=franka_lewm", f"data.root={data}", f"out={out / 'model'}",
+                  f"seed={cfg.seed}", *start_over, *overrides], log, "train")
         elif cfg.family == "vjepa_ac":
             encoder = out / "encoder" / "checkpoints" / "last"
             if not (encoder / "config.json").exists():
-                _run([py, "world_model/pretrain.py", "+experiment=franka_vjepa_pretrain", f"data.root={data}",
+                _run([py, "world_model/pretrain.py", "experiment=franka_vjepa_pretrain", f"data.root={data}",
                       f"out={out / 'encoder'}", f"seed={cfg.seed}", *[str(o) for o in cfg.pretrain_overrides]],
                      log, "pretrain")
             _run([py, "world_model/cache_features.py", f"data_root={data}", f"checkpoint={encoder}", "pool=true",
                   "overwrite=true"], log, "cache_features")
-            _run([py, "world_model/train.py", "+experiment=franka_vjepa", f"data.root={data}", f"out={out / 'model'}",
-                  f"model.encoder_checkpoint={encoder}", f"seed={cfg.seed}", *overrides], log, "train")
+            _run([py, "world_model/train.py", "experiment=franka_vjepa", f"data.root={data}", f"out={out / 'model'}",
+                  f"model.encoder_checkpoint={encoder}", f"seed={cfg.seed}", *start_over, *overrides], log, "train")
         else:
             raise ValueError(f"family must be lewm or vjepa_ac, got {cfg.family!r}")
     train_seconds = sum(s["seconds"] for s in log)

@@ -139,3 +139,39 @@ class PointGoalEnv:
                 return distance < 0.05
 
         return _PointGoal(**kwargs)
+
+
+def signal_after_steps(cmd: list[str], sig: int, steps: int = 2, timeout: float = 240.0) -> tuple[int, str, str, float]:
+    """Run a training command, send `sig` once its progress bar shows `steps` steps done; returns
+    (exit status, stdout, stderr, seconds from the signal to the exit)."""
+    import os
+    import re
+    import subprocess
+    import threading
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(proc.stderr.fileno(), 65536):
+            err.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not any(int(n) >= steps for n in re.findall(rb"\| *(\d+)/\d+ \[", bytes(err))):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no progress to signal after (exit {proc.poll()}):\n{err.decode()[-3000:]}")
+            time.sleep(0.05)
+        start = time.monotonic()
+        proc.send_signal(sig)
+        out = proc.stdout.read()
+        proc.wait(timeout=timeout)
+        seconds = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=10)
+    return proc.returncode, out.decode(), err.decode(), seconds

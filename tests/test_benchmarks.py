@@ -80,3 +80,15 @@ def test_bench_server_prints_one_json_line(tmp_path):
     for n in (1, 3):
         assert 0 < figures[f"p50_ms_{n}"] <= figures[f"p95_ms_{n}"] <= figures[f"p99_ms_{n}"]
         assert 0 < figures[f"transport_p50_ms_{n}"] < figures[f"p50_ms_{n}"]
+
+
+def test_bench_startup_prints_one_json_line():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_startup.py"), "repeats=1", "episodes=2",
+                             "episode_length=10"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    for key in ("help_s", "bad_override_s", "validate_first_line_s"):
+        assert 0 < figures[key] < 120, key
+    assert figures["validate_first_line_s"] <= figures["validate_total_s"] and figures["cpu_count"] >= 1

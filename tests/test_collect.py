@@ -42,6 +42,30 @@ def test_collect_cli_with_two_workers_is_resumable_and_valid(tmp_path):
     assert np.ptp(states[:, :3], axis=0).max() > 0.05  # the arm travelled
 
 
+def _collect_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "recipes.collect", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_an_unknown_env_id_is_refused_before_any_worker_starts(tmp_path):
+    result = _collect_cli("env_id=FrankaReech-v0", f"out={tmp_path / 'x'}", "num_episodes=1", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown env_id 'FrankaReech-v0': Environment `FrankaReech` doesn't exist. Did you mean: `FrankaReach`?"]
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failing_worker_stops_the_run_with_its_error(tmp_path):
+    """A worker whose env cannot be made used to be restarted forever; now its error ends the run."""
+    result = _collect_cli("env_kwargs={image_sise: 32}", f"out={tmp_path}", "num_episodes=4", "workers=2")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and lines[-1].startswith("error: episode ")
+    assert "failed in a worker process: TypeError: " in lines[-1] and "image_sise" in lines[-1], lines[-1]
+    assert "workers=1 shows the traceback" in lines[-1]
+    assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_wrist_camera_is_recorded_too(tmp_path):
     collect(CollectConfig(out=str(tmp_path), num_episodes=1, max_steps=5, workers=1, index=False,
                           env_kwargs={"wrist_camera": True}), progress=False)

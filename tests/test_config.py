@@ -58,3 +58,16 @@ def test_the_train_config_takes_the_family_settings_and_requires_its_data():
         train_config(_compose("train", ["model=lewm"]))
     with pytest.raises(ConfigError, match="model.rollout_steps"):  # a V-JEPA setting is not a LeWM one
         train_config(_compose("train", ["model=lewm", "data.root=/data", "+model.rollout_steps=2"]))
+
+
+def test_an_experiment_is_a_config_group_chosen_without_plus():
+    """`experiment=franka_lewm` (as --help lists it) selects the laptop recipe: the small LeWM, 2000 steps."""
+    config = train_config(_compose("train", ["experiment=franka_lewm", "data.root=/data"]))
+    assert isinstance(config.model, LeWMSettings) and config.model.readout_weight == 0.5
+    assert (config.model.encoder.depth, config.model.encoder.width, config.optim.steps) == (6, 128, 2000)
+    assert config.out == "runs/franka_lewm"
+    assert train_config(_compose("train", ["experiment=franka_lewm", "data.root=/d", "optim.steps=5"])).optim.steps == 5
+    from world_model.pretrain import PretrainConfig
+
+    pretrain = build_config(PretrainConfig, _compose("pretrain", ["experiment=franka_vjepa_pretrain", "data.root=/d"]))
+    assert pretrain.num_frames == 2

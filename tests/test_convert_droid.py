@@ -78,7 +78,9 @@ def test_conversion_picks_camera_drops_idle_and_resamples(tmp_path, role, camera
         assert attrs["source_steps"] == expected_steps
         np.testing.assert_array_equal(ep.read(CARTESIAN), cart[expected_steps])
         np.testing.assert_array_equal(ep.read(GRIPPER), grip[expected_steps])
-        np.testing.assert_array_equal(ep.read("action/cartesian_velocity"), vel[expected_steps])
+        # each kept step carries the commands of the active steps dropped after it (3-6 are idle: never sent)
+        groups = [[0, 1], [2, 7], [8, 9], [10, 11], [12, 13], [14, 15], [16, 17], [18, 19], [20, 21], [22, 23]]
+        np.testing.assert_allclose(ep.read("action/cartesian_velocity"), [vel[g].sum(0) for g in groups])
         frames = ep.images(camera, range(len(ep)))
     assert frames.shape == (10, 32, 48, 3)
     source_role = {"left": "ext2"}.get(role, role)
@@ -108,3 +110,55 @@ def test_cli_is_resumable_and_reports_broken_episodes(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert "converted 0 of 2" in second.stdout and "1 already there" in second.stdout
     assert len(list((tmp_path / "out").glob("*.h5"))) == 1
+
+
+def test_dropped_steps_commands_are_summed_or_last_and_the_file_says_which(tmp_path):
+    """At a third of the recording rate the kept actions must add up to what the robot was sent."""
+    src = tmp_path / "droid"
+    episode = make_droid_episode(src, "Wed_Jul_12_10:00:00_2023", length=12)
+    summary = convert_tree(src, tmp_path / "out", fps=5, size=(32, 32), progress=False)
+    assert summary["converted"] == 1, summary
+    with h5py.File(episode / "trajectory.h5") as f:
+        raw = {k: f[f"action/{k}"][()] for k in ("cartesian_velocity", "cartesian_position", "gripper_position")}
+    groups = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    with EpisodeReader(next((tmp_path / "out").glob("*.h5"))) as ep:
+        assert ep.attrs["source_steps"] == [0, 3, 6, 9]
+        np.testing.assert_allclose(ep.read("action/cartesian_velocity"), [raw["cartesian_velocity"][g].sum(0) for g in groups])
+        np.testing.assert_array_equal(ep.read("action/cartesian_position"), raw["cartesian_position"][[2, 5, 8, 11]])
+        np.testing.assert_array_equal(ep.read("action/gripper_position"), raw["gripper_position"][[2, 5, 8, 11]])
+        assert json.loads(ep.attrs["action_reduce"]) == {
+            "cartesian_position": "last", "cartesian_velocity": "sum", "gripper_position": "last", "joint_position": "last"}
+        assert ep.attrs["source_hz"] == 15.0
+
+
+def _cli(src, dst):
+    return subprocess.run([sys.executable, "-m", "datasets.convert_droid", str(src), str(dst), "height=32", "width=32",
+                           "progress=false"], capture_output=True, text=True, timeout=300)
+
+
+def test_a_damaged_episode_is_named_skipped_and_the_run_goes_on(tmp_path):
+    """One row short (a write interrupted mid-step), a garbage MP4: one line each, the other episodes convert."""
+    src, dst = tmp_path / "droid", tmp_path / "out"
+    short = make_droid_episode(src, "Mon_Jul_10_10:00:00_2023", length=30)
+    with h5py.File(short / "trajectory.h5", "r+") as f:
+        velocity = f["action/cartesian_velocity"][:-1]
+        del f["action/cartesian_velocity"]
+        f["action/cartesian_velocity"] = velocity
+    garbage = make_droid_episode(src, "Tue_Jul_11_10:00:00_2023", length=12)
+    (garbage / "recordings" / "MP4" / f"{SERIALS['ext1']}.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    make_droid_episode(src, "Wed_Jul_12_10:00:00_2023", length=12)
+    dst.mkdir()
+    stale = dst / ".LAB+old.h5.999999999.tmp"  # left by a killed run (no such process)
+    stale.write_bytes(b"half an episode")
+    result = _cli(src, dst)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3, result.stdout
+    failed = sorted(line for line in lines if line.startswith("FAILED "))
+    assert failed[0] == (f"FAILED {short / 'trajectory.h5'}: key 'action/cartesian_velocity' has 29 rows, "
+                         f"expected 30 like 'observation/robot_state/cartesian_position'")
+    assert failed[1].startswith(f"FAILED {garbage / 'recordings' / 'MP4' / SERIALS['ext1']}.mp4: undecodable video")
+    assert "Invalid data found when processing input" in failed[1]
+    assert "ffmpeg version" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    assert lines[-1].startswith("converted 1 of 3 DROID episodes") and "removed 1 stale temporary file" in lines[-1]
+    assert not stale.exists() and len(list(dst.glob("*.h5"))) == 1

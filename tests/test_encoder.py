@@ -5,6 +5,7 @@ from world_model.checkpoints import (
     CheckpointMismatchError,
     load_encoder,
     load_official_encoder,
+    load_state_strict,
     save_checkpoint,
 )
 from world_model.encoder import EncoderConfig, VideoViT, encode_frames, rope_rotate, sincos_3d
@@ -107,6 +108,30 @@ def test_our_checkpoint_folder_round_trip(tmp_path):
     torch.testing.assert_close(load_encoder(tmp_path / "ckpt").eval()(video), model(video), rtol=0, atol=0)
     save_checkpoint(tmp_path / "ckpt", model, {"encoder": config.to_dict()})  # overwrite in place
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_checkpoint_files_share_one_mode_readable_by_colleagues(tmp_path):
+    """safetensors writes 0600; a shared checkpoint's files must all get the mode config.json gets (0644)."""
+    config = EncoderConfig(**SMALL)
+    folder = save_checkpoint(tmp_path / "ckpt", VideoViT(config), {"encoder": config.to_dict()}, {"step": 1})
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert set(modes) == {"config.json", "model.safetensors", "training_state.pt"}
+    assert set(modes.values()) == {modes["config.json"]} and modes["config.json"] & 0o044 == 0o044, modes
+
+
+def test_a_mismatch_lists_every_key_however_many(tmp_path):
+    """The README promises every missing, unexpected and mis-shaped key, not the first 20."""
+    source = VideoViT(EncoderConfig(**SMALL))
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("blocks.")}
+    missing = sorted(k for k in source.state_dict() if k.startswith("blocks."))
+    assert len(missing) > 20
+    state.update({f"junk.{i}": torch.zeros(1) for i in range(25)})
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_state_strict(VideoViT(EncoderConfig(**SMALL)), state, "x.pt")
+    message = str(err.value)
+    assert f"missing ({len(missing)}): " + ", ".join(missing) in message
+    assert "unexpected (25): " in message and all(f"junk.{i}" in message for i in range(25))
+    assert "more" not in message
 
 
 @pytest.mark.parametrize("name,millions", [("vitl", 303.9), ("vith", 631.6), ("vitg", 1012.2)])

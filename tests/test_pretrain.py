@@ -3,6 +3,7 @@ import pytest
 import torch
 from helpers import make_dataset
 
+from common.errors import UserError
 from recipes.collect import CollectConfig, collect
 from world_model.checkpoints import load_encoder
 from world_model.encoder import EncoderConfig
@@ -66,6 +67,8 @@ def test_image_mode_runs_the_same_code_path(tmp_path):
 def test_resume_is_exact(tmp_path):
     make_dataset(tmp_path / "data", num_episodes=3, length=16, image_size=32)
     straight = pretrain(_config(tmp_path / "data", tmp_path / "a", steps=6))
+    with pytest.raises(UserError, match="already holds a checkpoint; continue it with resume=true"):
+        pretrain(_config(tmp_path / "data", tmp_path / "a", steps=6))  # a rerun never silently starts over
     cfg = _config(tmp_path / "data", tmp_path / "b", steps=6, stop_at=3)
     assert pretrain(cfg)["steps"] == 3
     cfg.stop_at, cfg.resume = None, True
@@ -100,3 +103,23 @@ def test_attentive_probe_beats_the_mean_baseline(tmp_path):
     result = run_probe(str(tmp_path / "enc"), str(tmp_path / "data"), image_size=32, steps=1000, progress=False)
     assert result["val_frames"] == 120 and result["train_frames"] == 360
     assert result["val_rmse_m"] < 0.9 * result["baseline_rmse_m"], result  # measured 0.87 (random micro encoder)
+
+
+def test_sigterm_stops_pretraining_with_a_checkpoint(tmp_path):
+    import signal
+    import sys
+    from pathlib import Path
+
+    from helpers import signal_after_steps
+
+    make_dataset(tmp_path / "data", num_episodes=2, length=10, image_size=32)
+    script = Path(__file__).resolve().parents[1] / "world_model" / "pretrain.py"
+    status, out, err, seconds = signal_after_steps(
+        [sys.executable, str(script), f"data.root={tmp_path / 'data'}", f"out={tmp_path / 'run'}", "data.image_size=32",
+         "encoder.size=micro", "encoder.img_size=32", "predictor.embed_dim=48", "predictor.depth=1", "optim.steps=100000",
+         "optim.batch_size=4", "num_frames=2", "checkpoint_every=100000"], signal.SIGTERM, steps=1)
+    assert status == 143 and "Traceback" not in err and seconds < 20, (status, seconds, err[-3000:])
+    assert out.splitlines()[0].startswith("SIGTERM: stopped at step ")
+    assert out.splitlines()[1].startswith(f"resume with: python {script} ") and out.splitlines()[1].endswith(" resume=true")
+    step = int(out.split("stopped at step ")[1].split()[0])
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last" / "training_state.pt", weights_only=False)["step"] == step

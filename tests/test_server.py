@@ -17,6 +17,7 @@ from planners.protocol import packb, unpackb
 from planners.serve import spawn
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_MESSAGE_BYTES = 400_000  # the module's server: well above any request below, small enough to send past quickly
 
 
 def robot_run_config(overrides):
@@ -43,7 +44,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
-    proc, port = start_server(checkpoint, "mpc.horizon=3", "mpc.execute=2")
+    proc, port = start_server(checkpoint, "mpc.horizon=3", "mpc.execute=2", f"max_message_bytes={MAX_MESSAGE_BYTES}")
     yield port
     stop_server(proc)
     assert proc.returncode == 0
@@ -130,10 +131,23 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server):
                 client.infer(request)
             assert expected in str(err.value), (expected, str(err.value))
         garbage = client.send_raw(b"\xc1\xff\x00garbage")
-        assert isinstance(garbage, str) and "not a msgpack message" in garbage
+        assert isinstance(garbage, str) and "not msgpack" in garbage
         lying = msgpack.packb({"x": {b"__ndarray__": True, b"data": b"abc", b"dtype": "<f4", b"shape": [10]}})
         assert "does not match its 3 bytes" in client.send_raw(lying)
         assert "binary msgpack" in client.send_raw("text frame")
+        # an oversized message gets a reply naming the limit, not close code 1009
+        oversized = client.send_raw(b"\x00" * (MAX_MESSAGE_BYTES + 1))
+        assert oversized == (f"bad request: message of {MAX_MESSAGE_BYTES + 1} bytes exceeds max_message_bytes="
+                             f"{MAX_MESSAGE_BYTES}")
+        # an ndarray with a dtype numpy does not know, and a byte msgpack never uses, are named as such
+        bad_dtype = msgpack.packb({"x": {b"__ndarray__": True, b"data": b"abcd", b"dtype": "<zz", b"shape": [1]}})
+        assert client.send_raw(bad_dtype) == "bad request: array dtype '<zz' is not a numpy dtype"
+        assert client.send_raw(b"\xc1") == "bad request: request is not msgpack: byte 0xc1 at offset 0 is never used"
+        nested = client.send_raw(msgpack.packb({"a": 1, "b": 2})[:-1] + b"\xc1")
+        assert nested == "bad request: request is not msgpack: byte 0xc1 at offset 6 is never used"
+        assert client.send_raw(msgpack.packb([1, 2])[:-1]) == "bad request: request is not msgpack: it ends early (2 bytes)"
+        assert client.send_raw(msgpack.packb(1) + b"\x01") == ("bad request: request is not msgpack: 1 byte of extra "
+                                                                "data after the message")
         # the same connection still plans
         assert client.infer({**observation(), GOAL_KEY: goal()})["actions"].shape == (2, 7)
     with PlanningClient(f"ws://127.0.0.1:{server}") as other:  # and new clients are served

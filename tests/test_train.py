@@ -1,4 +1,6 @@
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,49 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(sim_data, tmp_path)
         train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=8) + [
             "resume=true", "optim.lr=1e30", "optim.start_lr=1e30", "optim.final_lr=1e30", "optim.grad_clip=null"]))
     assert (tmp_path / "checkpoints" / "last" / "model.safetensors").read_bytes() == before
+
+
+def test_an_empty_data_folder_is_named_before_anything_loads(tmp_path):
+    from common.errors import UserError
+    from world_model.pretrain import DataConfig, PretrainConfig, pretrain
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=f"^no .h5 episodes found in {tmp_path / 'empty'}$"):
+        train(_cfg(TINY_LEWM + _common(tmp_path / "empty", tmp_path / "run") + ["model.readout_weight=0.5"]))
+    with pytest.raises(UserError, match=f"^no .h5 episodes found in {tmp_path / 'empty'}$"):
+        pretrain(PretrainConfig(data=DataConfig(root=str(tmp_path / "empty")), out=str(tmp_path / "pre")))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "pre").exists()
+
+
+def test_an_existing_run_is_kept_unless_resumed_or_overwritten(sim_data, tmp_path):
+    from common.errors import UserError
+
+    last = tmp_path / "checkpoints" / "last"
+    with pytest.raises(UserError, match=f"resume=true, but {last} holds no training checkpoint"):
+        train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=2) + ["resume=true"]))
+    train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=2)))
+    before = (last / "model.safetensors").read_bytes()
+    with pytest.raises(UserError, match=f"{last} already holds a checkpoint; continue it with resume=true"):
+        train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=3)))
+    assert (last / "model.safetensors").read_bytes() == before
+    assert train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=1) + ["overwrite=true", "seed=1"]))["steps"] == 1
+    assert (last / "model.safetensors").read_bytes() != before
+
+
+def test_ctrl_c_finishes_the_step_saves_and_says_how_to_resume(sim_data, tmp_path):
+    from helpers import signal_after_steps
+
+    overrides = TINY_LEWM + _common(sim_data, tmp_path, steps=100000) + ["progress=true", "checkpoint_every=100000"]
+    status, out, err, seconds = signal_after_steps(
+        [sys.executable, str(ROOT / "world_model" / "train.py"), *overrides], signal.SIGINT)
+    assert status == 130, err[-3000:]
+    assert "Traceback" not in err and seconds < 20, (seconds, err[-3000:])
+    first, second = out.strip().splitlines()
+    step = int(re.match(r"SIGINT: stopped at step (\d+) of 100000, checkpoint \S+/checkpoints/last$", first).group(1))
+    assert step >= 2 and second == f"resume with: python {ROOT / 'world_model' / 'train.py'} {' '.join(overrides)} resume=true"
+    assert torch.load(tmp_path / "checkpoints" / "last" / "training_state.pt", weights_only=False)["step"] == step
+    resumed = train(_cfg(overrides + ["resume=true", f"stop_at={step + 1}", "progress=false"]))
+    assert resumed["steps"] == step + 1 and len(resumed["history"]) == step + 1
 
 
 def test_two_process_torchrun_trains_and_writes_one_checkpoint(sim_data, tmp_path):

@@ -69,3 +69,11 @@ def test_cli_reports_a_missing_folder(tmp_path):
     assert result.stderr.strip() == f"error: dataset folder {tmp_path / 'nope'} does not exist"
     result = _run_validate()
     assert result.returncode == 2 and "missing argument 'dir'" in result.stderr
+
+
+def test_cli_refuses_a_folder_without_episodes(tmp_path):
+    """An empty dataset is an error, not "0 good, 0 bad"."""
+    (tmp_path / "notes.txt").write_text("no episodes here")
+    result = _run_validate(str(tmp_path))
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip() == f"error: no .h5 episodes found in {tmp_path}"

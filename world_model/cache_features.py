@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from world_model.feature_cache import Preprocessing, build_cache
-
 
 def main(cfg: Any) -> None:
+    from world_model.feature_cache import Preprocessing, build_cache  # noqa: I001 - torch, once the arguments are checked
+
     summary = build_cache(cfg.data_root, cfg.checkpoint, Preprocessing(cfg.camera, cfg.image_size, cfg.pool),
                           cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, device=cfg.device,
                           overwrite=cfg.overwrite, progress=cfg.progress)

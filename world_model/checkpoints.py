@@ -58,8 +58,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
         lines = [f"{source} does not match the model:"]
         for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
             if keys:
-                shown = keys[:20] + ([f"... and {len(keys) - 20} more"] if len(keys) > 20 else [])
-                lines.append(f"  {title} ({len(keys)}): " + ", ".join(shown))
+                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
         raise CheckpointMismatchError("\n".join(lines))
     model.load_state_dict(state, strict=True)
 
@@ -96,6 +95,8 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, config: d
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         if extra is not None:
             torch.save(extra, tmp / "training_state.pt")
+        mode = (tmp / "config.json").stat().st_mode & 0o777  # what the umask gives a plain file (0644 usually)
+        os.chmod(tmp / "model.safetensors", mode)  # safetensors writes 0600: colleagues could not read it
         old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
         if folder.exists():
             folder.rename(old)

@@ -16,6 +16,11 @@ target features and warns when it nears zero.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("pretrain")
+
 import copy
 import json
 import time
@@ -34,13 +39,17 @@ from tqdm import tqdm
 from common.config import build_config
 from common.device import pick_device
 from datasets.clips import ClipDataset, FrameTransform, Windows
+from datasets.validate import require_episodes
 from world_model.checkpoints import save_checkpoint
 from world_model.encoder import EncoderConfig, VideoViT, preprocess
 from world_model.jepa_predictor import MaskedPredictor, PredictorConfig
 from world_model.masks import VJEPA_MASKS, MaskSpec, batch_masks
 from world_model.schedules import cosine_increase, linear, warmup_cosine
 from world_model.train_utils import (
+    GracefulStop,
     ResumableSampler,
+    check_start,
+    exit_stopped,
     loss_summary,
     optimizer_step,
     param_groups,
@@ -89,6 +98,7 @@ class PretrainConfig:
     seed: int = 0
     device: str | None = None  # default: cuda when available
     resume: bool = False
+    overwrite: bool = False  # start over in an `out` that already holds a checkpoint
     stop_at: int | None = None  # stop (with a checkpoint) after this step; the schedules still span optim.steps
     checkpoint_every: int = 500
     log_every: int = 10
@@ -131,12 +141,15 @@ def _to_jsonable(obj: Any) -> Any:
 
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
-    """Run (or resume) a pretraining run; returns a summary with the loss history."""
+    """Run (or resume) a pretraining run; returns a summary with the loss history. SIGINT/SIGTERM stop it after
+    the current step with a checkpoint (`summary["interrupted"]` names the signal)."""
+    require_episodes(cfg.data.root)
+    out = Path(cfg.out)
+    last = out / "checkpoints" / "last"
+    check_start(last, cfg.resume, cfg.overwrite)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    out = Path(cfg.out)
-    last = out / "checkpoints" / "last"
     o = cfg.optim
 
     d = cfg.data
@@ -145,7 +158,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                           transform=FrameTransform(d.image_size, d.crop_scale, d.crop_ratio))
     model = VJEPA(cfg.encoder, cfg.predictor).to(device)
     optimizer = torch.optim.AdamW(param_groups(model), lr=o.lr, weight_decay=o.weight_decay)
-    step, history = resume(last, model, optimizer, rng, device) if cfg.resume and last.exists() else (0, [])
+    step, history = resume(last, model, optimizer, rng, device) if cfg.resume else (0, [])
     # the loader draws its worker seeds from its own generator, so building it never shifts the global RNG
     loader = DataLoader(dataset, batch_size=o.batch_size, sampler=ResumableSampler(len(dataset), cfg.seed, step * o.batch_size),
                         num_workers=cfg.data.workers, drop_last=True, persistent_workers=cfg.data.workers > 0,
@@ -170,40 +183,43 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     start_time, clips = time.perf_counter(), 0
     target_std = float("nan")
     end = min(o.steps, cfg.stop_at or o.steps)
-    while step < end:
-        frames = next(batches)["frames"].to(device, non_blocking=True)  # (B, T, 3, H, W) uint8
-        video = preprocess(frames).permute(0, 2, 1, 3, 4)  # (B, 3, T, H, W)
-        lr = warmup_cosine(step, o.steps, o.warmup, o.start_lr, o.lr, o.final_lr, o.stretch)
-        wd = cosine_increase(step, o.steps, o.weight_decay, o.final_weight_decay, o.stretch)
-        for group in optimizer.param_groups:
-            group["lr"], group["weight_decay"] = lr, wd * group["wd_scale"]
-        grid = model.encoder.grid(video)
-        masks = [tuple(t.to(device) for t in batch_masks(video.shape[0], grid, spec, rng)) for spec in cfg.masks]
-        with autocast:
-            loss, target = model.loss(video, masks)
-        optimizer_step(loss, optimizer, model.parameters(), o.grad_clip, step, last)
-        model.update_target(linear(step, o.steps, o.ema[0], o.ema[1], o.stretch))
-        step += 1
-        clips += video.shape[0]
-        history.append(loss.item())
-        if step % cfg.log_every == 0 or step == o.steps:
-            target_std = float(target.float().flatten(0, 1).std(0).mean())
-            rate = clips / (time.perf_counter() - start_time)
-            bar.set_postfix(loss=f"{loss.item():.4f}", std=f"{target_std:.3f}", clips_s=f"{rate:.1f}")
-            if writer:
-                for name, value in (("loss", loss.item()), ("lr", lr), ("weight_decay", wd),
-                                    ("target_feature_std", target_std), ("clips_per_s", rate)):
-                    writer.add_scalar(f"pretrain/{name}", value, step)
-            if target_std < cfg.collapse_std:
-                warnings.warn(f"representation collapse? mean per-dimension target std {target_std:.2e} < "
-                              f"{cfg.collapse_std} at step {step}", RuntimeWarning, stacklevel=2)
-        bar.update()
-        if step % cfg.checkpoint_every == 0 or step == end:
-            save()
+    with GracefulStop() as stop:
+        while step < end:
+            frames = next(batches)["frames"].to(device, non_blocking=True)  # (B, T, 3, H, W) uint8
+            video = preprocess(frames).permute(0, 2, 1, 3, 4)  # (B, 3, T, H, W)
+            lr = warmup_cosine(step, o.steps, o.warmup, o.start_lr, o.lr, o.final_lr, o.stretch)
+            wd = cosine_increase(step, o.steps, o.weight_decay, o.final_weight_decay, o.stretch)
+            for group in optimizer.param_groups:
+                group["lr"], group["weight_decay"] = lr, wd * group["wd_scale"]
+            grid = model.encoder.grid(video)
+            masks = [tuple(t.to(device) for t in batch_masks(video.shape[0], grid, spec, rng)) for spec in cfg.masks]
+            with autocast:
+                loss, target = model.loss(video, masks)
+            optimizer_step(loss, optimizer, model.parameters(), o.grad_clip, step, last)
+            model.update_target(linear(step, o.steps, o.ema[0], o.ema[1], o.stretch))
+            step += 1
+            clips += video.shape[0]
+            history.append(loss.item())
+            if step % cfg.log_every == 0 or step == o.steps:
+                target_std = float(target.float().flatten(0, 1).std(0).mean())
+                rate = clips / (time.perf_counter() - start_time)
+                bar.set_postfix(loss=f"{loss.item():.4f}", std=f"{target_std:.3f}", clips_s=f"{rate:.1f}")
+                if writer:
+                    for name, value in (("loss", loss.item()), ("lr", lr), ("weight_decay", wd),
+                                        ("target_feature_std", target_std), ("clips_per_s", rate)):
+                        writer.add_scalar(f"pretrain/{name}", value, step)
+                if target_std < cfg.collapse_std:
+                    warnings.warn(f"representation collapse? mean per-dimension target std {target_std:.2e} < "
+                                  f"{cfg.collapse_std} at step {step}", RuntimeWarning, stacklevel=2)
+            bar.update()
+            if stop.requested or step % cfg.checkpoint_every == 0 or step == end:
+                save()
+            if stop.requested:
+                break
     bar.close()
     if writer:
         writer.close()
-    return {"steps": step, **loss_summary(history),
+    return {"steps": step, **loss_summary(history), "interrupted": stop.requested,
             "target_feature_std": target_std, "checkpoint": str(last), "history": history,
             "clips_per_s": clips / max(time.perf_counter() - start_time, 1e-9)}
 
@@ -211,6 +227,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 def main(cfg: Any) -> None:
     config = build_config(PretrainConfig, cfg)
     summary = pretrain(config)
+    if summary["interrupted"]:
+        exit_stopped(summary, config.optim.steps)
     print(f"pretrained {summary['steps']} steps: loss {summary['loss_start']:.4f} -> {summary['loss_end']:.4f}, "
           f"target feature std {summary['target_feature_std']:.3f}, {summary['clips_per_s']:.1f} clips/s, "
           f"checkpoint {summary['checkpoint']}")

@@ -9,6 +9,11 @@ encoded once up front, since the encoder is frozen.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("probe", positional=("checkpoint", "data_root"))
+
 import json
 from typing import Any
 

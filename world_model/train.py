@@ -17,6 +17,11 @@ CUDA); only rank 0 writes checkpoints and logs. Hydra stops at `main()`: below i
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help, typos and missing arguments are answered before the heavy imports below
+    from common.cli import preflight
+
+    preflight("train")
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,12 +40,16 @@ from common.device import pick_device
 from common.droid import FRANKA_ACTION_KEYS
 from common.seeding import derive_seed
 from datasets.clips import ClipActions, ClipDataset, FrameTransform, Windows
+from datasets.validate import require_episodes
 from world_model.checkpoints import save_checkpoint
 from world_model.feature_cache import CachedFeatureClips, CacheMismatchError
 from world_model.models import ModelSettings, WorldModel, build_model, load_world_model  # noqa: F401 - re-exported
 from world_model.schedules import warmup_constant_decay
 from world_model.train_utils import (
+    GracefulStop,
     ResumableSampler,
+    check_start,
+    exit_stopped,
     loss_summary,
     optimizer_step,
     param_groups,
@@ -87,6 +96,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     resume: bool = False
+    overwrite: bool = False  # start over in an `out` that already holds a checkpoint (replaced at the first save)
     stop_at: int | None = None  # stop (with a checkpoint) after this step; the schedule still spans optim.steps
     checkpoint_every: int = 500
     log_every: int = 10
@@ -170,7 +180,12 @@ class TrainStep(torch.nn.Module):
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) training; returns a summary (rank 0's view)."""
+    """Run (or resume) training; returns a summary (rank 0's view). SIGINT/SIGTERM stop it after the current
+    step with a checkpoint (`summary["interrupted"]` names the signal)."""
+    require_episodes(config.data.root)
+    out = Path(config.out)
+    last = out / "checkpoints" / "last"
+    check_start(last, config.resume, config.overwrite)
     rank, world, dist_device = _setup_distributed()
     device = dist_device or pick_device(config.device)
     torch.manual_seed(config.seed + rank)
@@ -193,9 +208,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if world > 1:  # a frozen encoder has no gradients, so DDP only synchronises what trains
         step_fn = DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(param_groups(trainable), lr=o.lr, weight_decay=o.weight_decay)
-    out = Path(config.out)
-    last = out / "checkpoints" / "last"
-    step, history = resume(last, model, optimizer, rng, device) if config.resume and last.exists() else (0, [])
+    step, history = resume(last, model, optimizer, rng, device) if config.resume else (0, [])
     sampler = ResumableSampler(len(train_set), config.seed, step * o.batch_size * world, rank, world)
     loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=config.data.workers,
                         drop_last=True, generator=torch.Generator().manual_seed(config.seed + step))
@@ -232,39 +245,43 @@ def train(config: TrainConfig) -> dict[str, Any]:
     batches = iter(loader)
     model.train()
     start_time, clips, val_loss = time.perf_counter(), 0, None
-    while step < end:
-        batch = to_device(next(batches), device)
-        lr = warmup_constant_decay(step, o.steps, o.warmup, o.decay, o.start_lr, o.lr, o.final_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with autocast:
-            loss, parts = step_fn(batch, derive_seed(config.seed, step))
-        optimizer_step(loss, optimizer, trainable.parameters(), o.grad_clip, step, last)
-        step += 1
-        clips += o.batch_size * world
-        history.append(loss.item())
-        if rank == 0 and (step % config.log_every == 0 or step == end):
-            rate = clips / (time.perf_counter() - start_time)
-            bar.set_postfix(loss=f"{loss.item():.4f}", clips_s=f"{rate:.1f}")
-            for name, value in {"loss": loss.item(), "lr": lr, "clips_per_s": rate, **parts}.items():
-                writer.add_scalar(f"train/{name}", value, step)
-        if step % steps_per_epoch == 0 or step == end:
-            if rank == 0:
-                val_loss = validate()
-                if val_loss is not None:
-                    writer.add_scalar("val/loss", val_loss, step)
-            if world > 1:
-                dist.barrier()
-        bar.update()
-        if step % config.checkpoint_every == 0 or step == end:
-            save()
+    with GracefulStop(announce=rank == 0) as stop:
+        while step < end:
+            batch = to_device(next(batches), device)
+            lr = warmup_constant_decay(step, o.steps, o.warmup, o.decay, o.start_lr, o.lr, o.final_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                loss, parts = step_fn(batch, derive_seed(config.seed, step))
+            optimizer_step(loss, optimizer, trainable.parameters(), o.grad_clip, step, last)
+            step += 1
+            clips += o.batch_size * world
+            history.append(loss.item())
+            if rank == 0 and (step % config.log_every == 0 or step == end):
+                rate = clips / (time.perf_counter() - start_time)
+                bar.set_postfix(loss=f"{loss.item():.4f}", clips_s=f"{rate:.1f}")
+                for name, value in {"loss": loss.item(), "lr": lr, "clips_per_s": rate, **parts}.items():
+                    writer.add_scalar(f"train/{name}", value, step)
+            bar.update()
+            if stop.agreed(world, device):
+                save()  # the step is done: keep it, and skip the validation pass
+                break
+            if step % steps_per_epoch == 0 or step == end:
+                if rank == 0:
+                    val_loss = validate()
+                    if val_loss is not None:
+                        writer.add_scalar("val/loss", val_loss, step)
+                if world > 1:
+                    dist.barrier()
+            if step % config.checkpoint_every == 0 or step == end:
+                save()
     bar.close()
     if writer:
         writer.close()
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return {"steps": step, **loss_summary(history),
+    return {"steps": step, **loss_summary(history), "interrupted": stop.requested,
             "val_loss": val_loss, "checkpoint": str(last), "history": history, "rank": rank, "world_size": world,
             "clips_per_s": clips / max(time.perf_counter() - start_time, 1e-9), "feature_cache": cache is not None}
 
@@ -272,6 +289,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def main(cfg: Any) -> None:
     config = train_config(cfg)
     summary = train(config)
+    if summary["interrupted"]:
+        exit_stopped(summary, config.optim.steps, show=summary["rank"] == 0)
     if summary["rank"] == 0:
         print(f"trained {config.model.family} for {summary['steps']} steps on {summary['world_size']} process(es): "
               f"loss {summary['loss_start']:.4f} -> {summary['loss_end']:.4f}, val {summary['val_loss']}, "

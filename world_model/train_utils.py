@@ -1,7 +1,11 @@
-"""Pieces shared by the training scripts: a resumable (and rank-aware) sampler, AdamW groups, RNG state."""
+"""Pieces shared by the training scripts: a resumable (and rank-aware) sampler, AdamW groups, RNG state,
+the start check of an output folder and a graceful stop on Ctrl-C / SIGTERM."""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import Sampler
+
+from common.errors import UserError
 
 
 class ResumableSampler(Sampler[int]):
@@ -86,3 +92,66 @@ def loss_summary(history: list[float]) -> dict[str, float]:
     """Mean loss over the first and the last tenth of the steps (robust to single noisy steps)."""
     tenth = max(len(history) // 10, 1)
     return {"loss_start": float(np.mean(history[:tenth])), "loss_end": float(np.mean(history[-tenth:]))}
+
+
+def check_start(last: Path, resume: bool, overwrite: bool = False) -> None:
+    """Refuse to lose work: a checkpoint at `last` needs `resume=true` (or `overwrite=true`); `resume=true`
+    needs a checkpoint. Checked before anything slow is loaded."""
+    has_checkpoint = (last / "training_state.pt").exists()
+    if resume and not has_checkpoint:
+        raise UserError(f"resume=true, but {last} holds no training checkpoint to resume from; "
+                        f"start without resume=true")
+    if not resume and last.exists() and not overwrite:
+        raise UserError(f"{last} already holds a checkpoint; continue it with resume=true, start over with "
+                        f"overwrite=true, or choose another out=")
+
+
+class GracefulStop:
+    """While active, SIGINT (Ctrl-C) and SIGTERM ask the training loop to stop after the current step, with a
+    checkpoint; a second Ctrl-C aborts at once. `requested` holds the signal's name."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, announce: bool = True):
+        self.requested: str | None = None
+        self.signum = 0
+        self.announce = announce
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.signum, self.requested = signum, signal.Signals(signum).name
+        if self.announce:
+            print(f"\n{self.requested}: stopping after this step and saving a checkpoint (Ctrl-C again aborts "
+                  f"without saving)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def agreed(self, world_size: int, device: torch.device) -> bool:
+        """Whether to stop now; under DDP every rank stops at the same step if any rank was signalled."""
+        if world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([self.signum], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if int(flag.item()) and self.requested is None:  # another rank was signalled
+                self.signum, self.requested = int(flag.item()), signal.Signals(int(flag.item())).name
+        return self.requested is not None
+
+
+def exit_stopped(summary: dict[str, Any], total_steps: int, show: bool = True) -> None:
+    """After a run stopped by a signal: say where its checkpoint is and how to resume; exit 128 + signal."""
+    from common.cli import command_line
+
+    if show:
+        print(f"{summary['interrupted']}: stopped at step {summary['steps']} of {total_steps}, checkpoint "
+              f"{summary['checkpoint']}\nresume with: {command_line(['resume=true'])}", flush=True)
+    raise SystemExit(128 + signal.Signals[summary["interrupted"]].value)

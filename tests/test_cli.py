@@ -1,0 +1,90 @@
+"""The front door: `--help` pages built from the YAML comments, and bad overrides answered in one line before
+anything heavy is imported."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from common.cli import CONFIG_DIR, _settings, help_text
+
+ROOT = Path(__file__).resolve().parents[1]
+#: every command and the config it runs on (benchmarks aside)
+COMMANDS = {"collect": "recipes.collect", "validate": "datasets.validate", "index": "datasets.index",
+            "convert_droid": "datasets.convert_droid", "preview": "datasets.preview", "pretrain": "world_model/pretrain.py",
+            "cache_features": "world_model/cache_features.py", "probe": "world_model/probe.py",
+            "train": "world_model/train.py", "cem_goal": "planners/cem_goal.py", "evaluate": "planners/evaluate.py",
+            "serve": "planners/serve.py", "run_robot": "planners/run_robot.py", "recipe": "recipes/franka.py"}
+
+
+def _cli(command: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a command with `-X importtime`, so that a test can tell what it imported."""
+    head = ["-m", command] if "/" not in command else [str(ROOT / command)]
+    return subprocess.run([sys.executable, "-X", "importtime", *head, *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def _imported(stderr: str) -> set[str]:
+    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("import time:")]
+
+
+@pytest.mark.parametrize("config", sorted(COMMANDS) + ["model/lewm", "model/vjepa_ac"])
+def test_every_setting_of_every_command_is_on_its_help_page(config):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(config)
+    page = help_text(config)
+    assert page.startswith("usage: ") and "hydra/" not in page and "Powered by Hydra" not in page
+    for key, value, section in _settings(OmegaConf.to_container(cfg, resolve=False)):
+        assert section or f"  {key}=" in page, key
+        assert "#" not in str(value), (key, value)  # a comment glued to its value (`0.4# ...`) becomes the value
+
+
+def test_help_has_usage_arguments_meanings_and_no_heavy_imports():
+    result = _cli("datasets.validate", "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = result.stdout.splitlines()
+    assert page[0] == "usage: python -m datasets.validate DIR [key=value ...]"
+    assert page[2].startswith("Check every episode of a dataset folder")
+    assert any(line.split() == ["DIR", "dataset", "folder", "(searched", "recursively", "for", "*.h5)"] for line in page)
+    assert any(line.split()[:1] == ["decode_images=true"] and "decompress every frame" in line for line in page)
+    assert "Configuration groups" not in result.stdout and "config groups" not in result.stdout
+    assert not _imported(result.stderr) & {"torch", "mujoco", "timm"}
+
+
+def test_train_help_lists_its_groups_and_the_preset_values():
+    result = _cli("world_model/train.py", "experiment=franka_lewm", "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert out.splitlines()[0] == f"usage: python {ROOT / 'world_model/train.py'} [experiment=NAME] [model=NAME] [key=value ...]"
+    assert "    franka_lewm " in out and "    lewm " in out and "    vjepa_ac " in out
+    assert "franka_vjepa_pretrain" not in out  # a preset of pretrain.py
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "optim.steps=2000" in lines and "optimizer steps in all" in lines["optim.steps=2000"]
+    assert "model.encoder.width=128" in lines and "data.root=???" in lines
+    assert not _imported(result.stderr) & {"torch", "mujoco", "timm"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["optim.stepz=3"], "error: unknown setting optim.stepz (optim has: batch_size, decay, final_lr, grad_clip, lr, "
+                        "start_lr, steps, warmup, weight_decay); to add a setting the config does not list, write "
+                        "+optim.stepz=3"),
+    (["model=lewn", "data.root=x"], "error: unknown model 'lewn'; options: lewm, vjepa_ac"),
+    (["model=lewm"], "error: missing argument 'data.root' (usage: python " + str(ROOT / "world_model/train.py")
+                     + " data.root=... [key=value ...]; --help lists the settings)"),
+    (["optim.steps=[1,"], "error: cannot read the override: no viable alternative at input '[1,'"),
+    (["+experiment=franka_lewm", "data.root=x"], "error: experiment is a config group: write experiment=franka_lewm "
+                                                 "(without the +)"),
+])
+def test_a_bad_override_is_one_line_before_torch_loads(args, message):
+    result = _cli("world_model/train.py", *args)
+    assert result.returncode == 2
+    errors = _errors(result.stderr)
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+    assert not _imported(result.stderr) & {"torch", "mujoco", "timm"}

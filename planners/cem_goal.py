@@ -16,6 +16,7 @@ if __name__ == "__main__":  # --help, typos and missing arguments are answered b
 
 import importlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
     threads = set_threads(config.threads)
     model = model_config = checkpoint = None
     if planner_agent:
+        print(f"loading the world model {config.checkpoint} ...", file=sys.stderr, flush=True)
         model, model_config, checkpoint = load_model(config.checkpoint, device)
     kwargs = dict(config.env_kwargs or {})
     ours = str(gym.spec(config.env_id).entry_point).startswith("envs.")
@@ -123,7 +125,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
             options = {"arm_qpos": goals[episode].start_qpos, "goal_arm_qpos": goals[episode].goal_qpos}
             goal_image = goals[episode].goal_image
         result = run_episode(env, agent, config.max_steps, seed=seed, record=out is not None, reset_options=options,
-                             goal_image=goal_image)
+                             goal_image=goal_image, progress=f"episode {episode}" if config.progress else None)
         results.append(result)
         print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps, "
               f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step")
@@ -147,7 +149,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
     }
     print(f"{config.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "
-          f"{summary['mean_final_distance']:.3f}, {summary['mean_plan_seconds_per_step']:.3f} s planning per step")
+          f"{summary['mean_final_distance']:.3f}, {summary['mean_plan_seconds_per_step']:.3f} s planning per step"
+          + (f"; videos and plots in {out}" if out else "") + "; the JSON summary follows")
     return summary
 
 

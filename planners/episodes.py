@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from planners.mpc import MPCPlanner, PlanStep
 
@@ -92,9 +93,11 @@ class PolicyAgent:
 
 
 def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None, record: bool = True,
-                reset_options: dict[str, Any] | None = None, goal_image: np.ndarray | None = None) -> EpisodeResult:
+                reset_options: dict[str, Any] | None = None, goal_image: np.ndarray | None = None,
+                progress: str | None = None) -> EpisodeResult:
     """One goal-reaching episode toward the env's goal image (or `goal_image`), scored by the env's own success
-    test. The env implements the goal-env protocol (common/goal_env.py)."""
+    test. The env implements the goal-env protocol (common/goal_env.py). `progress`: a progress-bar label (steps,
+    distance, planning time), or None for no bar."""
     task = env.unwrapped
     obs, info = env.reset(seed=seed, options=reset_options)
     goal = goal_image if goal_image is not None else task.goal_image()
@@ -113,14 +116,18 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
 
     log(obs)
     done = False
+    bar = tqdm(total=max_steps, desc=progress, unit="step", leave=False, disable=progress is None)
     while result.steps < max_steps and not result.success and not done:
         for action in agent.act(env, obs):
             obs, _, terminated, truncated, _ = env.step(action(obs))
             result.steps += 1
             log(obs)
+            bar.update()
+            bar.set_postfix(distance=f"{result.final_distance:.3f}", plan_s=f"{agent.plan_seconds_per_step():.2f}")
             done = terminated or truncated
             if result.success or done or result.steps >= max_steps:
                 break
+    bar.close()
     result.plan_seconds_per_step = agent.plan_seconds_per_step()
     result.trace = list(getattr(getattr(agent, "planner", None), "trace", []))
     return result

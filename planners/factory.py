@@ -76,6 +76,7 @@ class PlanConfig:
     threads: int | None = None  # torch threads for planning (None: torch's default, one per core)
     video_dir: str | None = "runs/cem_goal"  # per episode: labelled MP4 and a PNG of diagnostics plots
     subgoals: bool = False  # plan through the env's sub-goal images (info["subgoal_images"]) before the goal
+    progress: bool = True  # a progress bar per episode (steps, distance, planning time) on stderr
     fixed_dims: list[int] | dict[int, float] | None = None  # action dims held at 0 (a list) or at given values
     solver: SolverConfig = field(default_factory=SolverConfig)
     mpc: MPCConfig = field(default_factory=MPCConfig)
@@ -186,4 +187,6 @@ def resolve_mpc(model: WorldModelLike, mpc: MPCConfig) -> MPCConfig:
 def build_planner(model: WorldModelLike, model_config: dict[str, Any], solver: SolverConfig, mpc: MPCConfig,
                   fixed: dict[int, float], device: torch.device, seed: int, env: Any = None) -> MPCPlanner:
     """An MPC planner over `model` with the given solver and MPC settings."""
-    return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env), resolve_mpc(model, mpc), device)
+    image_size = model_config.get("data", {}).get("image_size")
+    return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env), resolve_mpc(model, mpc), device,
+                      image_size)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from datasets.transforms import resize_uint8
 from planners.costs import LatentGoalCost, ReadoutGoalCost, StateGoalCost, latent_distance, rollout_cost
 from planners.protocols import Bounds, CostTerm, PlanResult, Solver, WorldModelLike
 
@@ -48,11 +50,23 @@ class PlanStep:
     predicted_readout: np.ndarray | None = None  # (H, dims): readout along the chosen plan's rollout
 
 
+def check_frame(frame: Any, what: str = "frame") -> np.ndarray:
+    """A camera frame as planners take it: uint8 (H, W, 3); anything else is refused, naming what it is."""
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"{what}: expected a uint8 numpy array (H, W, 3), got {type(frame).__name__}")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"{what}: expected shape (H, W, 3) RGB, got {frame.shape}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"{what}: expected dtype uint8 (0..255), got {frame.dtype}"
+                         + (" (a float image in [0, 1]? multiply by 255 and convert)" if frame.dtype.kind == "f" else ""))
+    return frame
+
+
 class MPCPlanner:
     """Holds the goal and the observed history; `act` returns the next actions to execute."""
 
     def __init__(self, model: WorldModelLike, solver: Solver, bounds: Bounds, config: MPCConfig,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", image_size: int | None = None):
         if config.execute > config.horizon:
             raise ValueError(f"cannot execute {config.execute} actions of a {config.horizon}-step plan")
         if config.readout_weight and getattr(model, "readout", None) is None:
@@ -60,6 +74,7 @@ class MPCPlanner:
                              "model.readout_weight > 0); pass mpc.readout_weight=0 for this one")
         self.model, self.solver, self.bounds, self.config = model, solver, bounds, config
         self.device = torch.device(device)
+        self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
         self.reset(None)
 
     def reset(self, goal: np.ndarray | Sequence[np.ndarray] | None, goal_state: np.ndarray | None = None) -> None:
@@ -71,7 +86,7 @@ class MPCPlanner:
         self.plan_seconds: list[float] = []
         self.trace: list[PlanStep] = []
         self.goal_state = None if goal_state is None else torch.as_tensor(goal_state, dtype=torch.float32)
-        frames = [] if goal is None else [goal] if isinstance(goal, np.ndarray) and goal.ndim == 3 else list(goal)
+        frames = [] if goal is None else [goal] if isinstance(goal, np.ndarray) and goal.ndim != 4 else list(goal)
         self.goals = [self._encode(frame) for frame in frames]
         self.goal_index, self.steps_on_goal = 0, 0
 
@@ -81,8 +96,10 @@ class MPCPlanner:
 
     @torch.no_grad()
     def _encode(self, frame: np.ndarray) -> torch.Tensor:
-        pixels = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None, None].to(self.device)
-        return self.model.encode(pixels)[0, 0]  # (N, D)
+        pixels = torch.from_numpy(np.ascontiguousarray(check_frame(frame))).permute(2, 0, 1)
+        if self.image_size is not None:
+            pixels = resize_uint8(pixels[None], (self.image_size, self.image_size))[0]
+        return self.model.encode(pixels[None, None].to(self.device))[0, 0]  # (N, D)
 
     @torch.no_grad()
     def _reached(self, z: torch.Tensor) -> bool:

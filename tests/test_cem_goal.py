@@ -173,3 +173,37 @@ def test_any_env_with_the_goal_env_protocol_runs_the_random_baseline_and_others_
     oracle = subprocess.run(cmd[:-3] + ["agent=oracle", "episodes=1", "video_dir=null"], capture_output=True, text=True,
                             timeout=300)
     assert oracle.returncode == 2 and "lacks goal_image()" in oracle.stderr
+
+
+def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path):
+    import json as json_
+
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    cmd = [sys.executable, str(ROOT / "planners" / "cem_goal.py"), f"checkpoint={checkpoint}", "episodes=1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{weights}: unreadable" in result.stderr
+    fresh = tiny_checkpoint(tmp_path / "fresh")
+    config = json_.loads((fresh / "config.json").read_text())
+    del config["history"]
+    (fresh / "config.json").write_text(json_.dumps(config))
+    result = subprocess.run(cmd[:2] + [f"checkpoint={fresh}", "episodes=1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and f"{fresh / 'config.json'}: missing key 'history'" in result.stderr
+
+
+def test_the_planner_checks_frames_at_its_edge_and_resizes_them(tmp_path):
+    from planners.factory import SolverConfig, build_planner, load_model
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt"))  # a 32 px model
+    planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1), MPCConfig(), {},
+                            torch.device("cpu"), 0)
+    with pytest.raises(ValueError, match=r"expected dtype uint8 \(0\.\.255\), got float32 \(a float image"):
+        planner.reset(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=r"expected shape \(H, W, 3\) RGB, got \(32, 32, 4\)"):
+        planner.reset(np.zeros((32, 32, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"expected shape \(H, W, 3\) RGB, got \(32, 32\)"):
+        planner.reset(np.zeros((32, 32), np.uint8))
+    planner.reset(np.zeros((96, 96, 3), np.uint8))  # another size: resized to the model's 32 px
+    assert planner.act(np.zeros((48, 64, 3), np.uint8)).shape == (1, 7)

@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
+from common.errors import UserError
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
 from world_model.checkpoints import load_encoder, load_state_strict
 from world_model.encoder import EncoderConfig, VideoViT, encode_frames, preprocess
@@ -405,7 +406,22 @@ def load_world_model(folder: str | os.PathLike, device: str | torch.device = "cp
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
-    model = build_model(config)
-    load_state_strict(model, load_file(folder / "model.safetensors"), str(folder))
+    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+    try:
+        config = json.loads(config_path.read_text())
+        model = build_model(config)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{config_path}: not valid JSON ({err})") from err
+    except KeyError as err:
+        raise UserError(f"{config_path}: missing key {err} (not a world_model/train.py checkpoint, or damaged)") from err
+    except ValueError as err:
+        raise UserError(f"{config_path}: {err}") from err
+    try:
+        state = load_file(weights_path)
+    except FileNotFoundError as err:
+        raise UserError(f"{weights_path}: missing (a checkpoint folder holds config.json and model.safetensors)") from err
+    except Exception as err:  # safetensors raises its own error type for truncated or garbled files
+        raise UserError(f"{weights_path}: unreadable ({type(err).__name__}: {err}); the file is truncated or "
+                        f"not a safetensors file") from err
+    load_state_strict(model, state, str(folder))
     return model.to(device).eval(), config

@@ -188,3 +188,13 @@ def test_vjepa_state_readout_trains_with_the_predictor_and_leaves_the_encoder_fr
     save_checkpoint(tmp_path / "ckpt", model, config)
     loaded, _ = load_world_model(tmp_path / "ckpt")
     assert torch.equal(loaded.readout.linear.weight, model.readout.linear.weight)
+
+
+def test_lewm_with_a_token_grid_trains_and_plans(sim_data, tmp_path):
+    summary = train(_cfg(TINY_LEWM + _common(sim_data, tmp_path, steps=6) + ["model.encoder.grid=2"]))
+    assert summary["steps"] == 6 and summary["loss_end"] == summary["loss_end"]  # finite
+    model, config = load_world_model(tmp_path / "checkpoints" / "last")
+    assert config["encoder"]["grid"] == 2
+    z = model.encode(torch.zeros(1, 3, 3, 32, 32, dtype=torch.uint8))
+    assert z.shape == (1, 3, 4, 32)  # 2 x 2 tokens per frame
+    assert model.rollout(z, torch.zeros(5, 2, 7).new_zeros(1, 2, 7)).shape == (1, 2, 4, 32)

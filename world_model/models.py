@@ -322,6 +322,7 @@ class LeWMEncoderSettings:
     num_heads: int = 3
     embed_dim: int = 192
     projector_hidden: int = 1024
+    grid: int = 0  # 0: one token per frame (the CLS token, LeWorldModel); g: the patch tokens pooled to g x g tokens
 
 
 @dataclass
@@ -339,11 +340,18 @@ class LeWMSettings(ModelSettings):
 
 
 class LeWMEncoder(nn.Module):
-    """LeWorldModel's encoder: a small ViT whose CLS token goes through an MLP projector with BatchNorm."""
+    """LeWorldModel's encoder: a small ViT whose CLS token goes through an MLP projector with BatchNorm.
+
+    With `grid=g` the frame is g x g tokens instead (the patch tokens average-pooled to a g x g grid, each through
+    the same projector): a small object that one pooled token drowns out keeps a place of its own.
+    """
 
     def __init__(self, img_size: int = 64, patch_size: int = 8, width: int = 192, depth: int = 12, num_heads: int = 3,
-                 embed_dim: int = 192, projector_hidden: int = 1024):
+                 embed_dim: int = 192, projector_hidden: int = 1024, grid: int = 0):
         super().__init__()
+        if grid and (img_size // patch_size) % grid:
+            raise ValueError(f"grid {grid} must divide the {img_size // patch_size} patches per side")
+        self.grid = grid
         self.vit = VisionTransformer(img_size=img_size, patch_size=patch_size, embed_dim=width, depth=depth,
                                      num_heads=num_heads, num_classes=0, class_token=True, global_pool="token")
         self.projector = nn.Sequential(nn.Linear(width, projector_hidden), nn.BatchNorm1d(projector_hidden), nn.GELU(),
@@ -351,8 +359,14 @@ class LeWMEncoder(nn.Module):
         self.embed_dim = embed_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised images -> (B, D) embeddings."""
-        return self.projector(self.vit(images))
+        """(B, 3, H, W) normalised images -> (B, N, D) embeddings (N = 1, or grid x grid)."""
+        if not self.grid:
+            return self.projector(self.vit(images))[:, None]
+        tokens = self.vit.forward_features(images)[:, self.vit.num_prefix_tokens:]  # (B, P, width)
+        side = int(round(tokens.shape[1] ** 0.5))
+        grid = F.adaptive_avg_pool2d(tokens.transpose(1, 2).unflatten(-1, (side, side)), self.grid)  # (B, width, g, g)
+        pooled = grid.flatten(2).transpose(1, 2)  # (B, g*g, width)
+        return self.projector(pooled.flatten(0, 1)).unflatten(0, pooled.shape[:2])
 
 
 class LeWorldModel(WorldModel):
@@ -379,14 +393,15 @@ class LeWorldModel(WorldModel):
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         b, t = frames.shape[:2]
-        z = self.encoder(preprocess(frames.flatten(0, 1)))
-        return z.view(b, t, 1, -1)
+        z = self.encoder(preprocess(frames.flatten(0, 1)))  # (B*T, N, D)
+        return z.unflatten(0, (b, t))
 
     def prediction_loss(self, z: torch.Tensor, batch: dict[str, torch.Tensor], seed: int, distributed: bool
                         ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         pred = self.predict(z[:, :-1], batch["actions"], batch["states"][:, :-1])
         mse = F.mse_loss(pred, z[:, 1:])
-        reg = sigreg(z[:, :, 0], num_projections=self.sigreg_projections, seed=seed, distributed=distributed)
+        tokens = z.transpose(1, 2).flatten(0, 1)  # (B*N, T, D): every token a sample of the isotropy test
+        reg = sigreg(tokens, num_projections=self.sigreg_projections, seed=seed, distributed=distributed)
         return mse + self.sigreg_lambda * reg, {"mse": mse.item(), "sigreg": reg.item()}, pred
 
 

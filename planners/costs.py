@@ -85,16 +85,16 @@ def rollout_cost(model: WorldModelLike, z_context: torch.Tensor, terms: Sequence
     """Cost of candidate sequences from one observed context (C, N, D): the sum of `terms` over one rollout.
 
     `context_actions` (C - 1, A) and `states` (C, S) are the context's executed actions and states; they
-    are broadcast (not copied) to the K candidates.
+    are a batch of 1 that the rollout broadcasts (never copies) to the K candidates.
     """
     if not terms:
         raise ValueError("a planning cost needs at least one term")
 
+    ctx = z_context[None]
+    past = None if context_actions is None else context_actions[None]
+    st = None if states is None else states[None]
+
     def cost(actions: torch.Tensor) -> torch.Tensor:
-        k = actions.shape[0]
-        ctx = z_context[None].expand(k, *z_context.shape)
-        past = None if context_actions is None else context_actions[None].expand(k, *context_actions.shape)
-        st = None if states is None else states[None].expand(k, *states.shape)
         pred = model.rollout(ctx, actions.to(z_context.dtype), past, st)
         total = terms[0](pred, actions)
         for term in terms[1:]:

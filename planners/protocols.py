@@ -32,7 +32,8 @@ class WorldModelLike(Protocol):
     def encode(self, frames: torch.Tensor) -> torch.Tensor: ...
 
     def rollout(self, z_context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor | None = None,
-                states: torch.Tensor | None = None) -> torch.Tensor: ...
+                states: torch.Tensor | None = None) -> torch.Tensor:
+        """(1 or K, C, N, D) context, (K, H, A) actions -> (K, H, N, D): a context of batch 1 is shared."""
 
 
 class CostTerm(Protocol):

@@ -107,3 +107,71 @@ def test_sigreg_two_gloo_processes_equal_one_process_on_the_concatenated_batch(t
     for r, out in enumerate(ranks):
         assert abs(out["value"].item() - value.item()) < 1e-5
         torch.testing.assert_close(out["grad"], z.grad[r * 32:(r + 1) * 32], rtol=1e-4, atol=1e-7)
+
+
+def _action_dependent(config: ACPredictorConfig, embed: int = 32, seed: int = 0) -> ACPredictor:
+    torch.manual_seed(seed)
+    model = ACPredictor(embed, config)
+    with torch.no_grad():  # AdaLN-zero starts as the identity: make the actions matter
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.3)
+    return model.eval()
+
+
+def _uncached_rollout(model: ACPredictor, z, a_ctx, s_ctx, actions):
+    """The definition the cache must reproduce: re-run the whole sequence so far at every step."""
+    k = actions.shape[0]
+    z_all, a_all, s_all = z.expand(k, -1, -1, -1), a_ctx.expand(k, -1, -1), s_ctx.expand(k, -1, -1)
+    out = []
+    for h in range(actions.shape[1]):
+        a_all = torch.cat([a_all, actions[:, h : h + 1]], 1)
+        z_next = model(z_all, a_all, s_all)[:, -1:]
+        out.append(z_next)
+        z_all = torch.cat([z_all, z_next], 1)
+        s_all = torch.cat([s_all, s_all[:, -1:] + actions[:, h : h + 1]], 1)
+    return torch.cat(out, 1)
+
+
+@pytest.mark.parametrize("window,tokens", [(3, 1), (3, 4), (0, 4), (1, 2)])
+def test_cached_rollout_equals_the_uncached_one(window, tokens):
+    """One shared context (batch 1), 6 candidates, 5 steps: long enough that the window slides past the context.
+
+    In float64, so that the comparison tests the algebra (float32 differs by summation order only).
+    """
+    from world_model.models import WorldModel
+
+    config = ACPredictorConfig(width=32, depth=3, num_heads=4, state_dim=7, window=window)
+    predictor = _action_dependent(config).double()
+    model = WorldModel(predictor, history=3)
+    g = torch.Generator().manual_seed(1)
+    z, a_ctx, s_ctx = (torch.randn(1, 3, tokens, 32, generator=g, dtype=torch.float64),
+                       torch.randn(1, 2, 7, generator=g, dtype=torch.float64),
+                       torch.randn(1, 3, 7, generator=g, dtype=torch.float64))
+    actions = 0.3 * torch.randn(6, 5, 7, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        cached = model.rollout(z, actions, a_ctx, s_ctx)
+        reference = _uncached_rollout(predictor, z, a_ctx, s_ctx, actions)
+    assert cached.shape == (6, 5, tokens, 32)
+    torch.testing.assert_close(cached, reference, rtol=1e-10, atol=1e-10)
+    assert (cached[0] - cached[1]).abs().max() > 1e-3  # the candidates' actions matter
+
+
+def test_window_limits_what_a_frame_sees():
+    """One block, window 2: frame t sees frames t-1 and t only, so frame 0 cannot move frame 2's output."""
+    predictor = _action_dependent(ACPredictorConfig(width=32, depth=1, num_heads=4, state_dim=7, window=2))
+    z, a, s = _inputs(t=4)
+    out = predictor(z, a, s)
+    z2 = z.clone()
+    z2[:, 0] += 3.0
+    out2 = predictor(z2, a, s)
+    torch.testing.assert_close(out2[:, 2:], out[:, 2:], rtol=0, atol=1e-6)
+    assert (out2[:, 1] - out[:, 1]).abs().max() > 1e-3
+
+
+def test_checkpoints_without_time_positions_load_as_absolute():
+    config = ACPredictorConfig.from_checkpoint({"width": 32, "depth": 1, "num_heads": 4, "state_dim": 0})
+    assert config.time_positions == "absolute" and not ACPredictor(16, config).caches
+    assert ACPredictorConfig.from_checkpoint({"time_positions": "rope"}).time_positions == "rope"
+    with pytest.raises(ValueError, match="time_positions must be one of"):
+        ACPredictorConfig(time_positions="learned")

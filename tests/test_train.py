@@ -198,3 +198,24 @@ def test_lewm_with_a_token_grid_trains_and_plans(sim_data, tmp_path):
     z = model.encode(torch.zeros(1, 3, 3, 32, 32, dtype=torch.uint8))
     assert z.shape == (1, 3, 4, 32)  # 2 x 2 tokens per frame
     assert model.rollout(z, torch.zeros(5, 2, 7).new_zeros(1, 2, 7)).shape == (1, 2, 4, 32)
+
+
+def test_batchnorm_statistics_are_recalibrated_to_the_current_weights():
+    """LeWM's projector BatchNorm: after recalibration its running mean is the exact mean of its inputs over the
+    batches, so eval mode (planning) sees the statistics of the weights it runs with, not a lagging average."""
+    from world_model.models import LeWMEncoder
+    from world_model.train_utils import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    encoder = LeWMEncoder(img_size=32, patch_size=8, width=48, depth=1, num_heads=4, embed_dim=16, projector_hidden=32)
+    norm = encoder.projector[1]
+    norm.running_mean.fill_(5.0)  # a stale average
+    batches = [torch.randn(8, 3, 32, 32) for _ in range(3)]
+    encoder.eval()
+    assert recalibrate_batchnorm(encoder, encoder, batches) == 1
+    assert not encoder.training and norm.momentum == 0.1
+    with torch.no_grad():
+        inputs = torch.cat([encoder.projector[0](encoder.vit(b)) for b in batches])
+    torch.testing.assert_close(norm.running_mean, inputs.mean(0), rtol=1e-5, atol=1e-5)
+    per_batch_var = inputs.unflatten(0, (3, 8)).var(1).mean(0)  # BatchNorm keeps the unbiased batch variance
+    torch.testing.assert_close(norm.running_var, per_batch_var, rtol=1e-4, atol=1e-5)

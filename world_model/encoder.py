@@ -83,6 +83,23 @@ def sincos_3d(embed_dim: int, grid: tuple[int, int, int], device: torch.device |
     return emb.reshape(t * h * w, embed_dim).float()
 
 
+def rope_tables(pos: torch.Tensor, dim: int, dtype: torch.dtype, vjepa2_layout: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of shape (..., N, dim) for `rope_apply`: compute once, rotate many heads and layers."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=dtype, device=pos.device) / (dim / 2.0))
+    freq = pos.to(dtype)[..., None] * omega  # (..., N, D/2)
+    if vjepa2_layout:
+        return torch.cat([freq.cos(), freq.cos()], dim=-1), torch.cat([freq.sin(), freq.sin()], dim=-1)
+    return freq.cos().repeat_interleave(2, dim=-1), freq.sin().repeat_interleave(2, dim=-1)
+
+
+def rope_apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs (2i, 2i+1) of x (..., N, D) by the angles whose tables `rope_tables` made."""
+    y1, y2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    rotated = torch.stack((-y2, y1), dim=-1).flatten(-2)
+    return x * cos + rotated * sin
+
+
 def rope_rotate(x: torch.Tensor, pos: torch.Tensor, vjepa2_layout: bool = False) -> torch.Tensor:
     """Rotary embedding of (B, heads, N, D) features at positions (N,) or (B, heads, N).
 
@@ -90,16 +107,7 @@ def rope_rotate(x: torch.Tensor, pos: torch.Tensor, vjepa2_layout: bool = False)
     released encoders instead, whose frequencies are laid out [f_0..f_{D/2-1}] twice rather than
     interleaved (a known quirk their checkpoints were trained with; it breaks exact relativity).
     """
-    d = x.shape[-1]
-    omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=x.dtype, device=x.device) / (d / 2.0))
-    freq = pos.to(x.dtype)[..., None] * omega  # (..., N, D/2)
-    if vjepa2_layout:
-        sin, cos = torch.cat([freq.sin(), freq.sin()], dim=-1), torch.cat([freq.cos(), freq.cos()], dim=-1)
-    else:
-        sin, cos = freq.sin().repeat_interleave(2, dim=-1), freq.cos().repeat_interleave(2, dim=-1)
-    y1, y2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    rotated = torch.stack((-y2, y1), dim=-1).flatten(-2)
-    return x * cos + rotated * sin
+    return rope_apply(x, *rope_tables(pos, x.shape[-1], x.dtype, vjepa2_layout))
 
 
 class Attention(nn.Module):

@@ -8,9 +8,10 @@ Every model offers, on batched tensors:
 - `loss(batch) -> (loss, parts)`: the family's training loss on a batch of clips (nanoGPT-style), the
   state-readout term included.
 
-`rollout` keeps only the model's `history` latest frames as context, applies the planned action h
-at the last frame, appends the prediction and repeats: one predictor call per step for all B
-candidates together. States, when the model uses them, are the given `future_states` (training: the
+`rollout` applies the planned action h at the last frame, appends the prediction and repeats: one
+predictor call per step for all B candidates together, each frame attending to the model's `history`
+latest frames (with rotary time, through a cache of their keys/values, so each step computes one new
+frame). States, when the model uses them, are the given `future_states` (training: the
 recorded ones) or carried forward by adding the action (exact for position and gripper; Euler-angle
 addition approximates the rotation composition for the small per-step rotations planners use).
 
@@ -91,7 +92,8 @@ class ModelSettings:
         """The config.json entries every family shares."""
         config: dict[str, Any] = {
             "family": self.family, "history": self.history,
-            "predictor": {**dataclasses.asdict(self.predictor), "action_dim": int(action_dim)},
+            "predictor": {**dataclasses.asdict(self.predictor), "action_dim": int(action_dim),
+                          "window": self.predictor.window or self.history},
             "loss": {"readout_weight": self.readout_weight},
         }
         if self.readout_weight > 0:
@@ -160,7 +162,12 @@ class WorldModel(nn.Module):
         `context_actions` (B, C - 1, A): the actions executed between the context frames (zeros if
         unknown); `states` (B, C, S): the context's proprioceptive states (needed when the model uses
         them); `future_states` (B, >= H - 1, S): the states of the predicted frames when they are known
-        (training), else they are integrated from the actions.
+        (training), else they are integrated from the actions. The context, its actions and states may
+        have a batch of 1 shared by all B candidate action sequences (broadcast, never copied).
+
+        With rotary time (`predictor.caches`) the context's first C - 1 frames run once, and each step
+        runs only the newest frame against the cached keys/values of its window; otherwise each step
+        re-runs the last `history` frames.
         """
         b, c = z_context.shape[:2]
         h_steps, a_dim = actions.shape[1], actions.shape[2]
@@ -170,24 +177,46 @@ class WorldModel(nn.Module):
             states = None
         elif states is None:
             raise ValueError("this world model conditions on proprioceptive states: pass states (B, C, S)")
-        z_all, a_all, s_all = z_context, context_actions, states
-        out = []
+        if not self.predictor.caches:
+            return self._rollout_window(z_context, actions, context_actions, states, future_states)
+        cache = None
+        if c > 1:
+            s_prefix = None if states is None else states[:, :-1]
+            cache = self.predictor.run(z_context[:, :-1], context_actions, s_prefix)[1]
+        z_t, s_t, out = z_context[:, -1:], None if states is None else states[:, -1:], []
         for h in range(h_steps):
+            z_t, cache = self.predictor.run(z_t, actions[:, h : h + 1], s_t, cache)
+            out.append(z_t)
+            if s_t is not None and h < h_steps - 1:
+                s_t = self._next_state(s_t, actions[:, h : h + 1], future_states, h)
+        return torch.cat(out, dim=1)
+
+    @staticmethod
+    def _next_state(s_t: torch.Tensor, action: torch.Tensor, future_states: torch.Tensor | None, h: int) -> torch.Tensor:
+        """The state after `action`: the recorded one when known, else integrated from the action."""
+        if future_states is not None:
+            return future_states[:, h : h + 1]
+        width = min(s_t.shape[-1], action.shape[-1])
+        return torch.cat([s_t[..., :width] + action[..., :width], s_t[..., width:].expand(*action.shape[:2], -1)], -1)
+
+    def _rollout_window(self, z_context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor,
+                        states: torch.Tensor | None, future_states: torch.Tensor | None) -> torch.Tensor:
+        """The rollout of absolute-time predictors: each step re-runs the last `history` frames."""
+        k = actions.shape[0]
+        z_all = z_context.expand(k, -1, -1, -1)
+        a_all = context_actions.expand(k, -1, -1)
+        s_all = None if states is None else states.expand(k, -1, -1)
+        out = []
+        for h in range(actions.shape[1]):
             a_all = torch.cat([a_all, actions[:, h : h + 1]], dim=1)
             s_in = s_all[:, -self.history :] if s_all is not None else None
             z_next = self.predict(z_all[:, -self.history :], a_all[:, -self.history :], s_in)[:, -1:]
             out.append(z_next)
-            if h == h_steps - 1:
+            if h == actions.shape[1] - 1:
                 break
             z_all = torch.cat([z_all, z_next], dim=1)
             if s_all is not None:
-                if future_states is not None:
-                    s_next = future_states[:, h : h + 1]
-                else:
-                    s_next = s_all[:, -1:].clone()
-                    width = min(s_next.shape[-1], a_dim)
-                    s_next[..., :width] = s_next[..., :width] + actions[:, h : h + 1, :width]
-                s_all = torch.cat([s_all, s_next], dim=1)
+                s_all = torch.cat([s_all, self._next_state(s_all[:, -1:], actions[:, h : h + 1], future_states, h)], 1)
         return torch.cat(out, dim=1)
 
     # -- training ---------------------------------------------------------------------
@@ -280,7 +309,7 @@ class JEPAWorldModel(WorldModel):
     def from_config(cls, config: dict[str, Any]) -> JEPAWorldModel:
         encoder = VideoViT(EncoderConfig(**config["encoder_config"]))
         loss = config.get("loss", {})
-        return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig(**config["predictor"])), config["history"],
+        return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig.from_checkpoint(config["predictor"])), config["history"],
                    config["pool"], loss.get("rollout_steps", 2), loss.get("readout_weight", 0.0))
 
     def load_pretrained(self, config: dict[str, Any]) -> None:
@@ -388,7 +417,7 @@ class LeWorldModel(WorldModel):
     def from_config(cls, config: dict[str, Any]) -> LeWorldModel:
         encoder = LeWMEncoder(**config["encoder"])
         loss = config.get("loss", {})
-        return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig(**config["predictor"])), config["history"],
+        return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig.from_checkpoint(config["predictor"])), config["history"],
                    loss.get("sigreg_lambda", 0.1), loss.get("sigreg_projections", 1024), loss.get("readout_weight", 0.0))
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:

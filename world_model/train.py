@@ -53,6 +53,7 @@ from world_model.train_utils import (
     loss_summary,
     optimizer_step,
     param_groups,
+    recalibrate_batchnorm,
     resume,
     rng_state,
 )
@@ -101,6 +102,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     val_batches: int = 20
+    batchnorm_batches: int = 10  # training batches that set BatchNorm statistics before validation and saving
     progress: bool = True
     #: How planners should use the model (env id and kwargs, step budget, solver, MPC, fixed dims, sub-goals):
     #: written to config.json as `planning`, read by planners/cem_goal.py, evaluate.py and serve.py.
@@ -219,14 +221,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         writer = SummaryWriter(str(out / "tb"))
 
+    def recalibrate() -> None:
+        """BatchNorm statistics that match the current weights, before anything runs in eval mode."""
+        loader = DataLoader(train_set, batch_size=o.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(derive_seed(config.seed, step)))
+        batches = (to_device(b, device) for _, b in zip(range(config.batchnorm_batches), loader))
+        recalibrate_batchnorm(model, model.latents, batches)
+
     def save() -> None:
         if rank == 0:
+            recalibrate()
             save_checkpoint(last, model, model_config, {"optimizer": optimizer.state_dict(), "step": step,
                                                         "history": history, "rng": rng_state(rng)})
 
     def validate() -> float | None:
         if len(val_set) == 0 or config.val_batches <= 0:
             return None
+        recalibrate()
         model.eval()
         losses = []
         with torch.no_grad():

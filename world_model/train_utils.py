@@ -49,6 +49,31 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
     return [{"params": decay, "wd_scale": 1.0}, {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0}]
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, encode, batches) -> int:
+    """Set every BatchNorm's running statistics to the exact average over `batches` under the current weights.
+
+    During training the running mean/variance trail the weights (a momentum average over old encoders); in eval
+    mode an early checkpoint's readout was then 0.67 m off while train mode gave 0.07 m. `encode(batch)` runs the
+    modules on one batch. Returns the number of BatchNorm layers (0: nothing done). Restores the training mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    model.train()
+    for batch in batches:
+        encode(batch)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return len(norms)
+
+
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}

@@ -36,6 +36,7 @@ class MPCConfig:
     subgoal_latent: float | None = None  # next sub-goal when the observed latent is this close (metric above)
     subgoal_readout: float | None = None  # ... or when the readout positions are this close (m; needs a readout)
     subgoal_steps: int | None = None  # ... or after this many control steps on one sub-goal
+    precision: str = "float32"  # float32 | bfloat16: the rollouts' matrix products (costs stay float32)
 
 
 @dataclass
@@ -72,8 +73,8 @@ class MPCPlanner:
         if config.readout_weight and getattr(model, "readout", None) is None:
             raise ValueError("mpc.readout_weight > 0 needs a checkpoint with a state readout (trained with "
                              "model.readout_weight > 0); pass mpc.readout_weight=0 for this one")
-        self.model, self.solver, self.bounds, self.config = model, solver, bounds, config
         self.device = torch.device(device)
+        self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
         self.reset(None)
 
@@ -137,7 +138,7 @@ class MPCPlanner:
         context = torch.stack(self.latents)
         past = torch.stack(self.executed[-(len(self.latents) - 1):]).to(self.device) if len(self.latents) > 1 else None
         states = torch.stack(self.states).to(self.device) if self.states and self.model.uses_states else None
-        cost = rollout_cost(self.model, context, self.cost_terms(states), past, states)
+        cost = rollout_cost(self.model, context, self.cost_terms(states), past, states, self.config.precision)
         init = None
         if self.plan is not None:  # warm start: the previous plan shifted by what was executed
             init = self.plan[self.config.execute:]

@@ -56,6 +56,10 @@ class Bounds:
             out[..., dim] = value
         return out
 
+    def to(self, device: str | torch.device) -> Bounds:
+        """The bounds on `device`, where the solver samples its candidates (the model's device)."""
+        return Bounds(self.low.to(device), self.high.to(device), dict(self.fixed))
+
     @classmethod
     def droid(cls, max_pos: float = MAX_DELTA_POS, max_rot: float = MAX_DELTA_ROT,
               gripper: tuple[float, float] = (0.0, 1.0), fixed: dict[int, float] | None = None) -> Bounds:

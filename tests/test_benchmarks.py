@@ -49,8 +49,8 @@ def test_bench_planner_prints_one_json_line(tmp_path):
     from helpers import tiny_checkpoint
 
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "lewm.samples=16", "lewm.elites=4",
-         "lewm.iterations=2", "repeats=1", "rollout_repeats=1", "matmul_size=256", f"checkpoint={tiny_checkpoint(tmp_path / 'tiny')}",
+        [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "lewm.solver.samples=16", "lewm.solver.elites=4",
+         "lewm.solver.iterations=2", "lewm.samples_for_throughput=16", "repeats=1", "rollout_repeats=1", "matmul_size=256", f"checkpoint={tiny_checkpoint(tmp_path / 'tiny')}",
          "planner_config=" + str(ROOT / "configs" / "cem_goal.yaml")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
@@ -60,7 +60,8 @@ def test_bench_planner_prints_one_json_line(tmp_path):
     figures = json.loads(lines[0])
     for key in ("lewm_size_plan_s", "default_plan_s", "rollout_gflops", "matmul_gflops"):
         assert figures[key] > 0, key
-    assert figures["rollout_gflop_per_iteration"] > 0
+    assert figures["lewm_size_plan_s_bf16"] > 0 and figures["lewm_size_rollouts_per_plan"] > 0
+    assert 0 < figures["lewm_size_gflop_per_plan"] < figures["uncached_cem_gflop_per_plan"]
 
 
 def test_bench_server_prints_one_json_line(tmp_path):

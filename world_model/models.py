@@ -125,6 +125,8 @@ class WorldModel(nn.Module):
 
     def __init__(self, predictor: ACPredictor, history: int, readout_weight: float = 0.0) -> None:
         super().__init__()
+        if predictor.caches and not predictor.config.window:
+            predictor.config.window = history  # a frame attends to the model's history (config.json records it)
         self.predictor = predictor
         self.history = history
         self.readout_weight = readout_weight
@@ -179,6 +181,9 @@ class WorldModel(nn.Module):
             raise ValueError("this world model conditions on proprioceptive states: pass states (B, C, S)")
         if not self.predictor.caches:
             return self._rollout_window(z_context, actions, context_actions, states, future_states)
+        c = min(c, self.history)  # the model's history latest frames
+        z_context, context_actions = z_context[:, -c:], context_actions[:, context_actions.shape[1] - (c - 1):]
+        states = None if states is None else states[:, -c:]
         cache = None
         if c > 1:
             s_prefix = None if states is None else states[:, :-1]

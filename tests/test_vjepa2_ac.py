@@ -135,3 +135,56 @@ def test_the_architecture_comes_from_the_name_then_a_json_beside_the_file(fixtur
     model, config = load_released_model(tmp_path / "tiny.pt")
     assert model.history == 2 and config["data"]["image_size"] == 64 and config["family"] == "vjepa2_ac"
     close(model.encode(ref["frames_uint8"].permute(0, 1, 4, 2, 3)[:, :1]), ref["enc_tokens"][:, :N])
+
+
+def released_beside(folder, tmp_path, **settings):
+    """tmp_path/tiny.pt (a link to the fixture's checkpoint.pt) with its architecture in tiny.json beside it."""
+    (tmp_path / "tiny.pt").symlink_to(folder / "checkpoint.pt")
+    (tmp_path / "tiny.json").write_text(json.dumps({**TINY, **settings}))
+    return tmp_path / "tiny.pt"
+
+
+def test_cem_goal_plans_with_the_released_file_and_its_planning_settings(fixture, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder, _, _ = fixture
+    checkpoint = released_beside(folder, tmp_path, planning={"max_steps": 2})
+    script = Path(__file__).resolve().parents[1] / "planners" / "cem_goal.py"
+    cmd = [sys.executable, str(script), f"checkpoint={checkpoint}", "episodes=1", "solver.samples=16", "solver.elites=4",
+           "solver.iterations=2", "video_dir=null", "threads=1", "progress=false"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["checkpoint"] == str(checkpoint) and summary["episodes"] == 1
+    assert summary["max_steps"] == 2  # from tiny.json's planning settings
+    assert summary["mean_plan_seconds_per_step"] > 0
+
+
+def test_the_planning_server_serves_the_released_file(fixture, tmp_path):
+    import numpy as np
+
+    from common.droid import CARTESIAN_KEY, GOAL_KEY, GRIPPER_KEY, IMAGE_KEY
+    from planners.client import PlanningClient
+    from planners.serve import spawn
+
+    folder, _, _ = fixture
+    proc, port = spawn(released_beside(folder, tmp_path), "device=cpu", "solver.samples=16", "solver.elites=4",
+                       "solver.iterations=2", "mpc.horizon=2", "mpc.execute=1", "threads=1")
+    try:
+        rng = np.random.default_rng(0)
+        observation = {IMAGE_KEY: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+                       CARTESIAN_KEY: np.array([0.5, 0.0, 0.3, 3.1, 0.0, 0.0]), GRIPPER_KEY: np.array([0.2])}
+        with PlanningClient(f"ws://127.0.0.1:{port}") as client:
+            meta = client.metadata
+            assert meta["model"] == "vjepa2_ac" and meta["checkpoint"] == "tiny.pt" and meta["image_size"] == 64
+            goal = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            for _ in range(2):  # the second plan has a context of one real frame, its action and state
+                actions = client.infer({**observation, GOAL_KEY: goal})["actions"]
+                assert actions.shape == (1, 7) and np.all(np.abs(actions[:, :3]) <= 0.075 + 1e-6)
+                assert np.all(np.abs(actions[:, 3:6]) <= 0.15 + 1e-6) and 0 <= actions[0, 6] <= 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

@@ -188,3 +188,30 @@ def test_the_planning_server_serves_the_released_file(fixture, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+def test_fine_tuning_the_released_predictor_lowers_the_loss_and_writes_our_checkpoint(fixture, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from common.cli import CONFIG_DIR
+    from recipes.collect import CollectConfig, collect
+    from world_model.models import load_world_model
+    from world_model.train import train, train_config
+
+    folder, ref, released = fixture
+    checkpoint = released_beside(folder, tmp_path)
+    data = tmp_path / "data"
+    collect(CollectConfig(out=str(data), num_episodes=4, max_steps=12, workers=1, val_fraction=0.25,
+                          env_kwargs={"image_size": 64}), progress=False)
+    overrides = ["model=vjepa2_ac", f"model.checkpoint={checkpoint}", f"data.root={data}", "data.image_size=64",
+                 f"out={tmp_path / 'run'}", "optim.steps=8", "optim.batch_size=4", "optim.warmup=1", "optim.decay=2",
+                 "optim.lr=1e-3", "progress=false", "log_every=2", "val_batches=1"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        summary = train(train_config(compose("train", overrides=overrides)))
+    assert summary["loss_end"] < summary["loss_start"] and summary["val_loss"] is not None
+    model, config = load_world_model(summary["checkpoint"])  # our folder: no need for the .pt any more
+    assert config["family"] == "vjepa2_ac" and config["data"]["image_size"] == 64
+    for name, value in released.encoder.state_dict().items():  # the encoder stayed frozen
+        torch.testing.assert_close(model.encoder.state_dict()[name], value, rtol=0, atol=0)
+    moved = model.predictor.predictor_proj.weight - released.predictor.predictor_proj.weight
+    assert moved.abs().max() > 0

@@ -92,3 +92,20 @@ def test_bench_startup_prints_one_json_line():
     for key in ("help_s", "bad_override_s", "validate_first_line_s"):
         assert 0 < figures[key] < 120, key
     assert figures["validate_first_line_s"] <= figures["validate_total_s"] and figures["cpu_count"] >= 1
+
+
+def test_bench_official_prints_one_json_line():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_official.py"), "encoder.size=micro", "encoder.img_size=64",
+         "predictor.embed_dim=64", "predictor.depth=2", "predictor.num_heads=4", "samples=16", "iterations=2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    assert figures["released_plan_gflop"] > 0 and figures["released_plan_s_cpu_est"] > 0
+    assert figures["released_predictor_call_s_cpu_est"] > 0 and figures["threads"] == 1
+    import torch
+
+    assert ("released_plan_s_gpu" in figures) == torch.cuda.is_available()

@@ -109,3 +109,21 @@ def test_bench_official_prints_one_json_line():
     import torch
 
     assert ("released_plan_s_gpu" in figures) == torch.cuda.is_available()
+
+
+def test_bench_officials_whole_plan_runs_on_any_device():
+    import torch
+    from omegaconf import OmegaConf
+
+    from world_model.encoder import EncoderConfig
+    from world_model.vjepa2_ac import PredictorConfig, VJEPA2ACConfig
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_official import time_plan
+
+    torch.set_num_threads(1)
+    cfg = OmegaConf.create({"history": 1, "horizon": 1, "samples": 8, "elites": 2, "iterations": 2, "compile": False,
+                            "gpu_repeats": 1})
+    arch = VJEPA2ACConfig(EncoderConfig(size="micro", img_size=32, depth=1, use_rope=True, rope_vjepa2_layout=True),
+                          PredictorConfig(embed_dim=32, depth=1, num_heads=2))
+    assert time_plan(arch, cfg, "cpu") > 0

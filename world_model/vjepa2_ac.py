@@ -357,6 +357,10 @@ class VJEPA2ACWorldModel(WorldModel):
         if states is None:
             raise ValueError("V-JEPA 2-AC conditions on proprioceptive states: pass states (B, C, 7)")
         b, c = z_context.shape[:2]
+        device = z_context.device  # candidates may be sampled elsewhere (e.g. on the CPU)
+        actions, states = actions.to(device), states.to(device)
+        context_actions = None if context_actions is None else context_actions.to(device)
+        future_states = None if future_states is None else future_states.to(device)
         if context_actions is None:
             context_actions = actions.new_zeros(b, c - 1, actions.shape[-1])
         z_all, a_all, s_all = z_context, context_actions, states

@@ -10,12 +10,14 @@ from safetensors.torch import load_file
 from world_model.checkpoints import CheckpointMismatchError
 from world_model.vjepa2_ac import (
     RELEASED,
+    VJEPA2ACWorldModel,
     encode_tokens,
     layer_norm,
     load_released,
     load_released_model,
     preprocess_clip,
     released_config,
+    to_droid_frame,
 )
 
 #: The fixture's architecture (its README's table): every switch of the released model, tiny sizes.
@@ -30,7 +32,7 @@ def fixture():
     folder = vjepa2_ac_fixture()
     torch.set_num_threads(1)
     ref = load_file(folder / "reference.safetensors")
-    model, config = load_released_model(folder / "checkpoint.pt", overrides=TINY)
+    model, config = load_released_model(folder / "checkpoint.pt", overrides={**TINY, "state_frame": "droid"})
     return folder, ref, model
 
 
@@ -134,6 +136,7 @@ def test_the_architecture_comes_from_the_name_then_a_json_beside_the_file(fixtur
     (tmp_path / "tiny.json").write_text(json.dumps({**TINY, "history": 2}))
     model, config = load_released_model(tmp_path / "tiny.pt")
     assert model.history == 2 and config["data"]["image_size"] == 64 and config["family"] == "vjepa2_ac"
+    assert model.state_frame == "tcp"  # planners feed our envs' and robots' poses unless told otherwise
     close(model.encode(ref["frames_uint8"].permute(0, 1, 4, 2, 3)[:, :1]), ref["enc_tokens"][:, :N])
 
 
@@ -215,3 +218,13 @@ def test_fine_tuning_the_released_predictor_lowers_the_loss_and_writes_our_check
         torch.testing.assert_close(model.encoder.state_dict()[name], value, rtol=0, atol=0)
     moved = model.predictor.predictor_proj.weight - released.predictor.predictor_proj.weight
     assert moved.abs().max() > 0
+
+
+def test_states_in_our_tcp_convention_are_turned_to_droids(fixture):
+    _, ref, model = fixture
+    tcp_model = VJEPA2ACWorldModel(model.encoder, model.predictor, state_frame="tcp")
+    states = ref["states"][:, :3].clone()
+    states[..., 3] = torch.remainder(states[..., 3], 2 * torch.pi) - torch.pi  # R @ Rx(pi): roll - pi, wrapped
+    with torch.no_grad():
+        close(tcp_model.predict(tokens(ref["enc_tokens"])[:, :3], ref["actions"], states), ref["tf_pred"])
+    assert torch.allclose(to_droid_frame(states), ref["states"][:, :3], atol=1e-6)

@@ -89,6 +89,10 @@ def released_config(path: str | os.PathLike, overrides: dict[str, Any] | None = 
     return VJEPA2ACConfig(EncoderConfig(**encoder), PredictorConfig(**predictor))
 
 
+#: What `<stem>.json` beside a released file may hold.
+SIDECAR_KEYS = ("encoder", "predictor", "history", "state_frame", "data", "planning")
+
+
 def sidecar_settings(path: str | os.PathLike) -> dict[str, Any]:
     """`<stem>.json` beside a released file ({} when absent): architecture, history, data and planning settings."""
     path = Path(path)
@@ -96,9 +100,13 @@ def sidecar_settings(path: str | os.PathLike) -> dict[str, Any]:
     if not sidecar.exists():
         return {}
     try:
-        return json.loads(sidecar.read_text())
+        settings = json.loads(sidecar.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{sidecar}: not valid JSON ({err})") from err
+    unknown = sorted(set(settings) - set(SIDECAR_KEYS))
+    if unknown:
+        raise ValueError(f"{sidecar}: unknown settings {unknown}; valid: {list(SIDECAR_KEYS)}")
+    return settings
 
 
 # -- the predictor ---------------------------------------------------------------------------------------
@@ -192,6 +200,20 @@ def preprocess_clip(frames: torch.Tensor, size: int) -> torch.Tensor:
     return ((x - mean) / std).transpose(1, 2)
 
 
+STATE_FRAMES = ("tcp", "droid")
+
+
+def to_droid_frame(states: torch.Tensor) -> torch.Tensor:
+    """States (..., 7) in our TCP convention -> DROID's: the end-effector frame turned back 180 degrees about x.
+
+    Our envs and robots report R_tcp = R_ee @ Rx(pi), so gripper-down reads roll 0; DROID (the released model's
+    data) reads it as roll +-pi. With extrinsic xyz angles R @ Rx(pi) is roll + pi (wrapped); actions, applied on
+    the left, are the same in both conventions.
+    """
+    roll = torch.remainder(states[..., 3:4] + 2 * torch.pi, 2 * torch.pi) - torch.pi
+    return torch.cat([states[..., :3], roll, states[..., 4:]], dim=-1)
+
+
 def layer_norm(z: torch.Tensor) -> torch.Tensor:
     """The parameter-free layer norm V-JEPA 2-AC puts on every token it compares (normalize_reps)."""
     return F.layer_norm(z.float(), (z.shape[-1],))
@@ -259,6 +281,7 @@ class VJEPA2ACSettings(ModelSettings):
     history: int = 1  # context frames when planning (Meta's notebook plans from the current frame)
     train_frames: int = 4  # frames per training clip: teacher forcing over train_frames - 1 transitions
     rollout_steps: int = 2  # the trainer's auto_steps: its rollout loss covers this many frames
+    state_frame: str = "tcp"  # the data's pose convention: tcp (our envs and robots) | droid (datasets.convert_droid)
 
     def clip_frames(self) -> int:
         return self.train_frames
@@ -272,7 +295,10 @@ class VJEPA2ACSettings(ModelSettings):
         if not 1 <= self.rollout_steps < self.train_frames:
             raise ValueError(f"rollout_steps ({self.rollout_steps}) must be >= 1 and below train_frames ({self.train_frames})")
         overrides = {"encoder": self.encoder or {}, "predictor": self.predictor or {}}
+        if self.state_frame not in STATE_FRAMES:
+            raise ValueError(f"model.state_frame must be one of {STATE_FRAMES}, got {self.state_frame!r}")
         config = {"family": self.family, "history": self.history, "released_checkpoint": str(self.checkpoint),
+                  "state_frame": self.state_frame,
                   **released_config(self.checkpoint, overrides).to_dict(),
                   "loss": {"readout_weight": self.readout_weight, "rollout_steps": self.rollout_steps}}
         if self.readout_weight > 0:
@@ -293,8 +319,11 @@ class VJEPA2ACWorldModel(WorldModel):
     predictor: VJEPA2ACPredictor  # type: ignore[assignment]
 
     def __init__(self, encoder: VideoViT, predictor: VJEPA2ACPredictor, history: int = 1, rollout_steps: int = 2,
-                 readout_weight: float = 0.0, autocast: bool = True):
+                 readout_weight: float = 0.0, autocast: bool = True, state_frame: str = "droid"):
         super().__init__(predictor, history, readout_weight)  # type: ignore[arg-type]
+        if state_frame not in STATE_FRAMES:
+            raise ValueError(f"state_frame must be one of {STATE_FRAMES}, got {state_frame!r}")
+        self.state_frame = state_frame  # "tcp": states come in our envs' convention and are turned to DROID's
         self.encoder = encoder.requires_grad_(False).eval()
         self.rollout_steps = rollout_steps
         self.autocast = autocast
@@ -306,7 +335,7 @@ class VJEPA2ACWorldModel(WorldModel):
         arch = VJEPA2ACConfig(EncoderConfig(**config["encoder"]), PredictorConfig(**config["predictor"]))
         loss = config.get("loss", {})
         return cls(*build_modules(arch), config.get("history", 1), loss.get("rollout_steps", 2),
-                   loss.get("readout_weight", 0.0))
+                   loss.get("readout_weight", 0.0), state_frame=config.get("state_frame", "droid"))
 
     def load_pretrained(self, config: dict[str, Any]) -> None:
         load_state_strict(_Pair(self.encoder, self.predictor), read_released(config["released_checkpoint"]),
@@ -344,6 +373,8 @@ class VJEPA2ACWorldModel(WorldModel):
         """Layer-normed predictions (B, T, N, D) of frames 1..T from frames 0..T-1, their actions and states."""
         if states is None:
             raise ValueError("V-JEPA 2-AC conditions on proprioceptive states: pass states (B, T, 7)")
+        if self.state_frame == "tcp":
+            states = to_droid_frame(states)
         with self._autocast(z.device):
             return layer_norm((self.predictor if self._compiled is None else self._compiled)(z, actions, states))
 
@@ -399,13 +430,15 @@ class VJEPA2ACWorldModel(WorldModel):
 
 
 def released_model_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `config.json` equivalent of a released file (architecture, history, data and planning settings)."""
+    """The `config.json` equivalent of a released file (architecture, history, state frame, data and planning
+    settings: defaults < `<stem>.json` < `overrides`). States default to our envs' and robots' TCP convention."""
     path = Path(path)
-    sidecar = sidecar_settings(path)
+    sidecar = {**sidecar_settings(path), **{k: v for k, v in (overrides or {}).items() if k not in ("encoder", "predictor")}}
     arch = released_config(path, overrides)
     data = {"image_size": arch.encoder.img_size, "camera": None, "fps": None, "frameskip": None,
             "action_mode": "delta_pose", "recorded_actions": [], "recorded_reduce": "sum", **sidecar.get("data", {})}
     config = {"family": VJEPA2ACWorldModel.family, "history": int(sidecar.get("history", 1)),
+              "state_frame": sidecar.get("state_frame", "tcp"),
               "released_checkpoint": str(path), **arch.to_dict(), "loss": {}, "data": data}
     if sidecar.get("planning"):
         config["planning"] = sidecar["planning"]

@@ -91,6 +91,12 @@ def test_rollouts_with_true_and_with_composed_poses(fixture):
     close(true_states, ref["rollout_ctx2_gtstates"])
     close(planned, ref["rollout_ctx2_plan"])
     assert (planned - true_states).abs().max() > 1e-4  # the composed poses made the difference
+    candidates = torch.cat([a[:, 1:3], a[:, 1:3] * 0.5, a[:, 1:3]])  # one shared context, three candidates
+    with torch.no_grad():
+        shared = model.rollout(z[:, :2], candidates, a[:, :1], s[:, :2])
+    assert shared.shape == (3, 2, N, D)
+    close(shared[2:], ref["rollout_ctx2_plan"])
+    close(shared[:1], ref["rollout_ctx2_plan"])
 
 
 def test_the_loss_is_teacher_forcing_plus_the_rollout_on_normed_tokens(fixture):

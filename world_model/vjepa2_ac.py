@@ -380,21 +380,23 @@ class VJEPA2ACWorldModel(WorldModel):
 
     def rollout(self, z_context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor | None = None,
                 states: torch.Tensor | None = None, future_states: torch.Tensor | None = None) -> torch.Tensor:
-        """H future latents (B, H, N, D) from the context (B, C, N, D), its C - 1 executed actions and C states.
+        """H future latents (K, H, N, D) from the context (1 or K, C, N, D), its C - 1 executed actions and C states.
 
         Each step predicts from the whole sequence so far; the pose of a predicted frame is `future_states` when
         known (training), else `compose_pose(last pose, its action)` (Meta's planning rollout).
         """
         if states is None:
             raise ValueError("V-JEPA 2-AC conditions on proprioceptive states: pass states (B, C, 7)")
-        b, c = z_context.shape[:2]
+        k, c = actions.shape[0], z_context.shape[1]
         device = z_context.device  # candidates may be sampled elsewhere (e.g. on the CPU)
-        actions, states = actions.to(device), states.to(device)
-        context_actions = None if context_actions is None else context_actions.to(device)
-        future_states = None if future_states is None else future_states.to(device)
+
+        def batch(x: torch.Tensor | None) -> torch.Tensor | None:  # a context of batch 1 is shared by the K candidates
+            return None if x is None else x.to(device).expand(k, *x.shape[1:])
+
         if context_actions is None:
-            context_actions = actions.new_zeros(b, c - 1, actions.shape[-1])
-        z_all, a_all, s_all = z_context, context_actions, states
+            context_actions = actions.new_zeros(1, c - 1, actions.shape[-1])
+        actions, future_states = actions.to(device), batch(future_states)
+        z_all, a_all, s_all = batch(z_context), batch(context_actions), batch(states)
         out = []
         for h in range(actions.shape[1]):
             a_all = torch.cat([a_all, actions[:, h : h + 1]], dim=1)

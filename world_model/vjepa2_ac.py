@@ -254,7 +254,8 @@ def read_released(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     missing = [k for k in ("encoder", "predictor") if k not in checkpoint]
     if missing:
         raise KeyError(f"{path}: no {' and '.join(repr(k) for k in missing)} entry (has {sorted(checkpoint)})")
-    return {f"{name}.{k}": v for name in ("encoder", "predictor") for k, v in strip_prefixes(checkpoint[name]).items()}
+    return {f"{name}.{k}": v.float() if v.is_floating_point() else v  # float32 as the modules (no copy if already)
+            for name in ("encoder", "predictor") for k, v in strip_prefixes(checkpoint[name]).items()}
 
 
 def load_released(path: str | os.PathLike, overrides: dict[str, Any] | None = None
@@ -262,8 +263,9 @@ def load_released(path: str | os.PathLike, overrides: dict[str, Any] | None = No
     """(encoder, predictor, architecture) of a released file, both loaded strictly: one error lists every
     missing, unexpected and mis-shaped key of either."""
     config = released_config(path, overrides)
-    encoder, predictor = build_modules(config)
-    load_state_strict(_Pair(encoder, predictor), read_released(path), str(path))
+    with torch.device("meta"):  # no random init of 1.3 B parameters: the file's tensors become the parameters
+        encoder, predictor = build_modules(config)
+    load_state_strict(_Pair(encoder, predictor), read_released(path), str(path), assign=True)
     return encoder.eval(), predictor.eval(), config
 
 
@@ -337,9 +339,10 @@ class VJEPA2ACWorldModel(WorldModel):
         return cls(*build_modules(arch), config.get("history", 1), loss.get("rollout_steps", 2),
                    loss.get("readout_weight", 0.0), state_frame=config.get("state_frame", "droid"))
 
-    def load_pretrained(self, config: dict[str, Any]) -> None:
+    def load_pretrained(self, config: dict[str, Any], assign: bool = False) -> None:
+        """The released file's weights (`assign=True`: they become the parameters of a model built on meta)."""
         load_state_strict(_Pair(self.encoder, self.predictor), read_released(config["released_checkpoint"]),
-                          config["released_checkpoint"])
+                          config["released_checkpoint"], assign=assign)
 
     def compile_predictor(self, **kwargs: Any) -> VJEPA2ACWorldModel:
         """Run the predictor calls through `torch.compile` (optional; the weights and state dict are unchanged)."""
@@ -451,6 +454,7 @@ def load_released_model(path: str | os.PathLike, device: str | torch.device = "c
                         overrides: dict[str, Any] | None = None) -> tuple[VJEPA2ACWorldModel, dict[str, Any]]:
     """(world model in eval mode, its config) straight from a released `.pt` file: what planners load."""
     config = released_model_config(path, overrides)
-    model = VJEPA2ACWorldModel.from_config(config)
-    model.load_pretrained(config)
+    with torch.device("meta"):
+        model = VJEPA2ACWorldModel.from_config(config)
+    model.load_pretrained(config, assign=True)
     return model.to(device).eval(), config

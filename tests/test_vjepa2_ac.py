@@ -12,7 +12,6 @@ from world_model.vjepa2_ac import (
     RELEASED,
     VJEPA2ACWorldModel,
     encode_tokens,
-    layer_norm,
     load_released,
     load_released_model,
     preprocess_clip,
@@ -234,3 +233,11 @@ def test_states_in_our_tcp_convention_are_turned_to_droids(fixture):
     with torch.no_grad():
         close(tcp_model.predict(tokens(ref["enc_tokens"])[:, :3], ref["actions"], states), ref["tf_pred"])
     assert torch.allclose(to_droid_frame(states), ref["states"][:, :3], atol=1e-6)
+
+
+def test_compiling_the_predictor_keeps_the_state_dict(fixture):
+    _, _, model = fixture
+    tcp_model = VJEPA2ACWorldModel(model.encoder, model.predictor)
+    keys = list(tcp_model.state_dict())
+    tcp_model.compile_predictor()  # lazy: nothing is compiled until a call (CUDA only in practice)
+    assert list(tcp_model.state_dict()) == keys and tcp_model._compiled is not None

@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -90,7 +90,7 @@ def released_config(path: str | os.PathLike, overrides: dict[str, Any] | None = 
 
 
 #: What `<stem>.json` beside a released file may hold.
-SIDECAR_KEYS = ("encoder", "predictor", "history", "state_frame", "data", "planning")
+SIDECAR_KEYS = ("encoder", "predictor", "history", "state_frame", "data", "planning", "compile")
 
 
 def sidecar_settings(path: str | os.PathLike) -> dict[str, Any]:
@@ -361,7 +361,7 @@ class VJEPA2ACWorldModel(WorldModel):
     def uses_states(self) -> bool:
         return True
 
-    def _autocast(self, device: torch.device) -> ContextManager[Any]:
+    def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.autocast and device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
@@ -447,6 +447,8 @@ def released_model_config(path: str | os.PathLike, overrides: dict[str, Any] | N
               "released_checkpoint": str(path), **arch.to_dict(), "loss": {}, "data": data}
     if sidecar.get("planning"):
         config["planning"] = sidecar["planning"]
+    if sidecar.get("compile"):
+        config["compile"] = True
     return config
 
 
@@ -457,4 +459,7 @@ def load_released_model(path: str | os.PathLike, device: str | torch.device = "c
     with torch.device("meta"):
         model = VJEPA2ACWorldModel.from_config(config)
     model.load_pretrained(config, assign=True)
-    return model.to(device).eval(), config
+    model = model.to(device).eval()
+    if config.get("compile") and torch.device(device).type == "cuda":  # `"compile": true` in <stem>.json
+        model.compile_predictor()
+    return model, config

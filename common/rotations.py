@@ -110,3 +110,44 @@ def delta_pose_actions(cartesian: np.ndarray, gripper: np.ndarray) -> np.ndarray
     out[:, 3:6] = matrix_to_euler_xyz(relative)
     out[:, 6] = gripper[1:] - gripper[:-1]
     return out
+
+
+def _xp(x):  # noqa: ANN001, ANN202 - the array namespace of x: numpy, or torch for a tensor (imported lazily)
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        return torch
+    return np
+
+
+def compose_pose(states, actions):  # noqa: ANN001, ANN201 - numpy arrays or torch tensors alike
+    """The pose reached from DROID states (..., 7) by delta-pose actions (..., 7): V-JEPA 2-AC's planning rollout.
+
+    xyz are added; the rotation becomes R(Δrpy) @ R(rpy), read back as extrinsic xyz Euler angles; the gripper is
+    added and clipped to [0, 1] (Meta's `compute_new_pose`). Works on numpy arrays and torch tensors (any device,
+    computed in float64, returned in the input's dtype), so the planners' batched rollouts use it as it is.
+    """
+    xp = _xp(states)
+    dtype = states.dtype
+    s, a = states.astype(np.float64) if xp is np else states.double(), actions
+    a = a.astype(np.float64) if xp is np else a.to(s)
+    rot = _euler_to_matrix(xp, a[..., 3:6]) @ _euler_to_matrix(xp, s[..., 3:6])
+    gripper = xp.clip(s[..., 6:7] + a[..., 6:7], 0.0, 1.0)
+    out = xp.concatenate([s[..., :3] + a[..., :3], _matrix_to_euler(xp, rot), gripper], -1)
+    return out.astype(dtype) if xp is np else out.to(dtype)
+
+
+def _euler_to_matrix(xp, e):  # noqa: ANN001, ANN202
+    ca, sa, cb, sb, cc, sc = (f(e[..., i]) for i in range(3) for f in (xp.cos, xp.sin))
+    rows = [cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa,
+            sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa,
+            -sb, cb * sa, cb * ca]
+    return xp.stack(rows, -1).reshape(*e.shape[:-1], 3, 3)
+
+
+def _matrix_to_euler(xp, m):  # noqa: ANN001, ANN202
+    pitch = xp.arcsin(xp.clip(-m[..., 2, 0], -1.0, 1.0))
+    regular = xp.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2) > 1e-9
+    roll = xp.where(regular, xp.arctan2(m[..., 2, 1], m[..., 2, 2]), 0.0 * pitch)
+    yaw = xp.where(regular, xp.arctan2(m[..., 1, 0], m[..., 0, 0]), xp.arctan2(-m[..., 0, 1], m[..., 1, 1]))
+    return xp.stack([roll, pitch, yaw], -1)

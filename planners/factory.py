@@ -96,10 +96,17 @@ def checkpoint_planning(checkpoint: str | Path) -> dict[str, Any]:
     import json
 
     folder = resolve_checkpoint(checkpoint)
-    planning = json.loads((folder / "config.json").read_text()).get("planning") or {}
+    if is_released(folder):  # a released V-JEPA 2-AC file: its planning settings live in <stem>.json beside it
+        from world_model.vjepa2_ac import sidecar_settings
+
+        planning = sidecar_settings(folder).get("planning") or {}
+        source = folder.with_name(folder.name.removesuffix(".pt") + ".json")
+    else:
+        source = folder / "config.json"
+        planning = json.loads(source.read_text()).get("planning") or {}
     unknown = sorted(set(planning) - set(PLANNING_KEYS))
     if unknown:
-        raise ValueError(f"{folder / 'config.json'}: unknown planning settings {unknown}; valid: {list(PLANNING_KEYS)}")
+        raise ValueError(f"{source}: unknown planning settings {unknown}; valid: {list(PLANNING_KEYS)}")
     return planning
 
 
@@ -131,14 +138,20 @@ def plan_settings(cls: type, cfg: Any, typed: set[str]) -> Any:
     return build_config(cls, with_checkpoint_planning(plain(cfg), typed))
 
 
+def is_released(checkpoint: Path) -> bool:
+    """Whether a resolved checkpoint is a released V-JEPA 2-AC `.pt` file rather than our folder."""
+    return checkpoint.suffix == ".pt" and checkpoint.is_file()
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder: as given, or relative to the repository (the shipped default)."""
+    """A checkpoint folder or a released V-JEPA 2-AC `.pt` file: as given, or relative to the repository."""
     checkpoint = Path(path).expanduser()
     if not checkpoint.is_absolute() and not checkpoint.exists():
         checkpoint = REPO / checkpoint
-    if not (checkpoint / "config.json").exists():
+    if not is_released(checkpoint) and not (checkpoint / "config.json").exists():
         raise FileNotFoundError(f"no world-model checkpoint at {checkpoint} (expected config.json and "
-                                f"model.safetensors); train one with python world_model/train.py or pass checkpoint=PATH")
+                                f"model.safetensors, or a released vjepa2-ac-vitg.pt); train one with "
+                                f"python world_model/train.py or pass checkpoint=PATH")
     return checkpoint
 
 
@@ -152,10 +165,15 @@ def set_threads(threads: int | None) -> int:
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> tuple[Any, dict[str, Any], Path]:
-    """(model, its config.json, the resolved folder)."""
+    """(model, its config.json, the resolved folder); a released V-JEPA 2-AC `.pt` file is built from the file."""
     from world_model.models import load_world_model
 
     checkpoint = resolve_checkpoint(path)
+    if is_released(checkpoint):
+        from world_model.vjepa2_ac import load_released_model
+
+        model, config = load_released_model(checkpoint, pick_device(device))
+        return model, config, checkpoint
     model, config = load_world_model(checkpoint, pick_device(device))
     return model, config, checkpoint
 
@@ -188,5 +206,6 @@ def build_planner(model: WorldModelLike, model_config: dict[str, Any], solver: S
                   fixed: dict[int, float], device: torch.device, seed: int, env: Any = None) -> MPCPlanner:
     """An MPC planner over `model` with the given solver and MPC settings."""
     image_size = model_config.get("data", {}).get("image_size")
-    return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env), resolve_mpc(model, mpc), device,
-                      image_size)
+    bounds = model_bounds(model_config, fixed, env)
+    bounds = Bounds(bounds.low.to(device), bounds.high.to(device), bounds.fixed)  # candidates sampled where the model runs
+    return MPCPlanner(model, solver.make(seed), bounds, resolve_mpc(model, mpc), device, image_size)

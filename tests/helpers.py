@@ -175,3 +175,16 @@ def signal_after_steps(cmd: list[str], sig: int, steps: int = 2, timeout: float 
             proc.kill()
     reader.join(timeout=10)
     return proc.returncode, out.decode(), err.decode(), seconds
+
+
+#: Meta's tiny V-JEPA 2-AC reference (checkpoint.pt + reference.safetensors): data beside the repository, never in it.
+VJEPA2_AC_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vjepa2_ac_tiny"
+
+
+def vjepa2_ac_fixture() -> Path:
+    """The fixture folder, or skip the test saying where it was looked for."""
+    import pytest
+
+    if not (VJEPA2_AC_FIXTURE / "checkpoint.pt").exists() or not (VJEPA2_AC_FIXTURE / "reference.safetensors").exists():
+        pytest.skip(f"V-JEPA 2-AC reference fixture not found at {VJEPA2_AC_FIXTURE} (shared data beside the repository)")
+    return VJEPA2_AC_FIXTURE

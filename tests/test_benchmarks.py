@@ -93,3 +93,38 @@ def test_bench_startup_prints_one_json_line():
     for key in ("help_s", "bad_override_s", "validate_first_line_s"):
         assert 0 < figures[key] < 120, key
     assert figures["validate_first_line_s"] <= figures["validate_total_s"] and figures["cpu_count"] >= 1
+
+
+def test_bench_official_prints_one_json_line():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_official.py"), "encoder.size=micro", "encoder.img_size=64",
+         "predictor.embed_dim=64", "predictor.depth=2", "predictor.num_heads=4", "samples=16", "iterations=2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    assert figures["released_plan_gflop"] > 0 and figures["released_plan_s_cpu_est"] > 0
+    assert figures["released_predictor_call_s_cpu_est"] > 0 and figures["threads"] == 1
+    import torch
+
+    assert ("released_plan_s_gpu" in figures) == torch.cuda.is_available()
+
+
+def test_bench_officials_whole_plan_runs_on_any_device():
+    import torch
+    from omegaconf import OmegaConf
+
+    from world_model.encoder import EncoderConfig
+    from world_model.vjepa2_ac import PredictorConfig, VJEPA2ACConfig
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_official import time_plan
+
+    torch.set_num_threads(1)
+    cfg = OmegaConf.create({"history": 1, "horizon": 1, "samples": 8, "elites": 2, "iterations": 2, "compile": False,
+                            "gpu_repeats": 1})
+    arch = VJEPA2ACConfig(EncoderConfig(size="micro", img_size=32, depth=1, use_rope=True, rope_vjepa2_layout=True),
+                          PredictorConfig(embed_dim=32, depth=1, num_heads=2))
+    assert time_plan(arch, cfg, "cpu") > 0

@@ -62,3 +62,21 @@ def test_delta_pose_of_a_pure_yaw_step():
     cartesian = np.array([[0.5, 0.0, 0.3, np.pi, 0.0, 0.2], [0.6, 0.0, 0.3, np.pi, 0.0, 0.3]])
     actions = delta_pose_actions(cartesian, np.array([0.0, 1.0]))
     np.testing.assert_allclose(actions[0], [0.1, 0, 0, 0, 0, 0.1, 1.0], atol=1e-12)
+
+
+def test_compose_pose_matches_meta_compute_new_pose_on_numpy_and_torch():
+    import torch
+    from helpers import vjepa2_ac_fixture
+    from safetensors.torch import load_file
+
+    from common.rotations import compose_pose
+
+    ref = load_file(vjepa2_ac_fixture() / "reference.safetensors")
+    states, actions, poses = ref["states"], ref["actions"], ref["plan_poses"]
+    s2 = compose_pose(states[:, 1], actions[:, 1])
+    s3 = compose_pose(s2, actions[:, 2])
+    assert s3.dtype == torch.float32
+    torch.testing.assert_close(torch.stack([s2, s3], 1), poses[:, 2:], atol=1e-6, rtol=0)
+    as_numpy = compose_pose(states[:, 1].numpy(), actions[:, 1].numpy())
+    np.testing.assert_allclose(as_numpy, poses[:, 2].numpy(), atol=1e-6)
+    assert poses[0, 2, 6] == 1.0  # the gripper is clipped to [0, 1]

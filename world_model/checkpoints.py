@@ -47,8 +47,10 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """`load_state_dict(strict=True)` that reports missing, unexpected and mis-shaped keys together."""
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False) -> None:
+    """`load_state_dict(strict=True)` that reports missing, unexpected and mis-shaped keys together.
+
+    `assign=True` makes the given tensors the parameters (a model built on the meta device, from mmap'd weights)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -60,7 +62,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
             if keys:
                 lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
         raise CheckpointMismatchError("\n".join(lines))
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
 
 
 def load_official_encoder(path: str | os.PathLike, config: EncoderConfig | None = None,

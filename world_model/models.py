@@ -474,3 +474,6 @@ def load_world_model(folder: str | os.PathLike, device: str | torch.device = "cp
                         f"not a safetensors file") from err
     load_state_strict(model, state, str(folder))
     return model.to(device).eval(), config
+
+
+import world_model.vjepa2_ac  # noqa: E402, F401 - registers Meta's released V-JEPA 2-AC family (`vjepa2_ac`)

@@ -206,6 +206,5 @@ def build_planner(model: WorldModelLike, model_config: dict[str, Any], solver: S
                   fixed: dict[int, float], device: torch.device, seed: int, env: Any = None) -> MPCPlanner:
     """An MPC planner over `model` with the given solver and MPC settings."""
     image_size = model_config.get("data", {}).get("image_size")
-    bounds = model_bounds(model_config, fixed, env)
-    bounds = Bounds(bounds.low.to(device), bounds.high.to(device), bounds.fixed)  # candidates sampled where the model runs
-    return MPCPlanner(model, solver.make(seed), bounds, resolve_mpc(model, mpc), device, image_size)
+    return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env), resolve_mpc(model, mpc), device,
+                      image_size)  # the planner moves the bounds to its device, where the candidates are sampled

@@ -45,3 +45,22 @@ def test_rollout_uses_the_history_window_and_matches_teacher_forced_first_step()
     torch.testing.assert_close(model.rollout(z_old, plan, context_actions=past, states=states), out)
     with pytest.raises(ValueError, match="pass states"):
         model.rollout(z, plan)
+
+
+def test_rollout_composes_delta_pose_actions_with_the_state_pose():
+    """A model trained on delta-pose actions carries its states forward as V-JEPA 2-AC does (R(delta) R, gripper
+    clipped), not by adding Euler angles; with a 1-frame history step 2 is predict() on step 1's output."""
+    from common.rotations import compose_pose
+
+    model = _jepa(history=1)
+    model.pose_states = True
+    z = torch.randn(2, 1, 16, 96)
+    states = torch.tensor([[[0.4, 0.0, 0.3, 3.0, 0.2, -0.5, 0.9]]]).expand(2, 1, 7)
+    plan = torch.tensor([0.02, 0.0, -0.01, 0.3, -0.2, 0.25, 0.5]).expand(2, 2, 7).clone()
+    out = model.rollout(z, plan, states=states)
+    composed = compose_pose(states, plan[:, :1])
+    assert composed[0, 0, 6] == 1.0 and abs(float(composed[0, 0, 3] - (3.0 + 0.3))) > 1e-3  # clipped; not added
+    torch.testing.assert_close(out[:, 1:], model.predict(out[:, :1], plan[:, 1:], composed)[:, -1:])
+    model.pose_states = False
+    added = states + plan[:, :1]
+    torch.testing.assert_close(model.rollout(z, plan, states=states)[:, 1:], model.predict(out[:, :1], plan[:, 1:], added))

@@ -12,8 +12,9 @@ Every model offers, on batched tensors:
 predictor call per step for all B candidates together, each frame attending to the model's `history`
 latest frames (with rotary time, through a cache of their keys/values, so each step computes one new
 frame). States, when the model uses them, are the given `future_states` (training: the
-recorded ones) or carried forward by adding the action (exact for position and gripper; Euler-angle
-addition approximates the rotation composition for the small per-step rotations planners use).
+recorded ones) or carried forward from the actions: for delta-pose actions on DROID states the pose
+composition of V-JEPA 2-AC (`common.rotations.compose_pose`: xyz added, R(delta) R, gripper clipped),
+otherwise added.
 
 A family is a subclass with a `family` name, a `Settings` dataclass (the `model:` section of
 configs/train.yaml) and `from_config` (rebuild from a checkpoint's `config.json`); subclassing
@@ -37,7 +38,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
+from common.droid import ACTION_DIM, STATE_DIM
 from common.errors import UserError
+from common.rotations import compose_pose
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
 from world_model.checkpoints import load_encoder, load_state_strict
 from world_model.encoder import EncoderConfig, VideoViT, encode_frames, preprocess
@@ -125,12 +128,13 @@ class WorldModel(nn.Module):
 
     def __init__(self, predictor: ACPredictor, history: int, readout_weight: float = 0.0) -> None:
         super().__init__()
-        if predictor.caches and not predictor.config.window:
+        if getattr(predictor, "caches", False) and not predictor.config.window:
             predictor.config.window = history  # a frame attends to the model's history (config.json records it)
         self.predictor = predictor
         self.history = history
         self.readout_weight = readout_weight
         self.readout: StateReadout | None = None  # attached by build_model when the config has one
+        self.pose_states = False  # states (xyz, rpy, gripper) moved by delta-pose actions: compose, not add
 
     @classmethod
     def family_class(cls, name: str) -> type[WorldModel]:
@@ -196,11 +200,14 @@ class WorldModel(nn.Module):
                 s_t = self._next_state(s_t, actions[:, h : h + 1], future_states, h)
         return torch.cat(out, dim=1)
 
-    @staticmethod
-    def _next_state(s_t: torch.Tensor, action: torch.Tensor, future_states: torch.Tensor | None, h: int) -> torch.Tensor:
-        """The state after `action`: the recorded one when known, else integrated from the action."""
+    def _next_state(self, s_t: torch.Tensor, action: torch.Tensor, future_states: torch.Tensor | None, h: int
+                    ) -> torch.Tensor:
+        """The state after `action`: the recorded one when known, else integrated from the action (delta-pose
+        actions compose with the pose as V-JEPA 2-AC's planning does; other actions are added)."""
         if future_states is not None:
             return future_states[:, h : h + 1]
+        if self.pose_states:
+            return compose_pose(s_t.expand(*action.shape[:2], -1), action)
         width = min(s_t.shape[-1], action.shape[-1])
         return torch.cat([s_t[..., :width] + action[..., :width], s_t[..., width:].expand(*action.shape[:2], -1)], -1)
 
@@ -445,6 +452,9 @@ class LeWorldModel(WorldModel):
 def build_model(config: dict[str, Any]) -> WorldModel:
     """The one way to build a world model: from the plain `config.json` dict of a checkpoint (no hydra)."""
     model = WorldModel.family_class(config["family"]).from_config(config)
+    predictor = getattr(model.predictor, "config", None)
+    model.pose_states = (config.get("data", {}).get("action_mode", "delta_pose") == "delta_pose"
+                         and getattr(predictor, "state_dim", 0) == STATE_DIM and getattr(predictor, "action_dim", 0) == ACTION_DIM)
     if config.get("readout"):
         model.readout = StateReadout(model.encoder.embed_dim, config["readout"]["dims"])
     return model

@@ -15,32 +15,12 @@ from common.droid import ACTION_DIM
 
 def euler_xyz_to_matrix(euler: np.ndarray) -> np.ndarray:
     """(..., 3) extrinsic xyz Euler angles -> (..., 3, 3) rotation matrices."""
-    euler = np.asarray(euler, dtype=np.float64)
-    a, b, c = euler[..., 0], euler[..., 1], euler[..., 2]
-    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    m = np.empty((*euler.shape[:-1], 3, 3))
-    m[..., 0, 0] = cc * cb
-    m[..., 0, 1] = cc * sb * sa - sc * ca
-    m[..., 0, 2] = cc * sb * ca + sc * sa
-    m[..., 1, 0] = sc * cb
-    m[..., 1, 1] = sc * sb * sa + cc * ca
-    m[..., 1, 2] = sc * sb * ca - cc * sa
-    m[..., 2, 0] = -sb
-    m[..., 2, 1] = cb * sa
-    m[..., 2, 2] = cb * ca
-    return m
+    return _euler_to_matrix(np, np.asarray(euler, dtype=np.float64))
 
 
 def matrix_to_euler_xyz(m: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices -> (..., 3) extrinsic xyz Euler angles, pitch in [-pi/2, pi/2]."""
-    m = np.asarray(m, dtype=np.float64)
-    sb = np.clip(-m[..., 2, 0], -1.0, 1.0)
-    pitch = np.arcsin(sb)
-    cb = np.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2)
-    regular = cb > 1e-9
-    roll = np.where(regular, np.arctan2(m[..., 2, 1], m[..., 2, 2]), 0.0)
-    yaw = np.where(regular, np.arctan2(m[..., 1, 0], m[..., 0, 0]), np.arctan2(-m[..., 0, 1], m[..., 1, 1]))
-    return np.stack([roll, pitch, yaw], axis=-1)
+    return _matrix_to_euler(np, np.asarray(m, dtype=np.float64))
 
 
 def rotation_vector(m: np.ndarray) -> np.ndarray:
@@ -137,7 +117,7 @@ def compose_pose(states, actions):  # noqa: ANN001, ANN201 - numpy arrays or tor
     return out.astype(dtype) if xp is np else out.to(dtype)
 
 
-def _euler_to_matrix(xp, e):  # noqa: ANN001, ANN202
+def _euler_to_matrix(xp, e):  # noqa: ANN001, ANN202 - numpy or torch (xp), R = Rz(yaw) Ry(pitch) Rx(roll)
     ca, sa, cb, sb, cc, sc = (f(e[..., i]) for i in range(3) for f in (xp.cos, xp.sin))
     rows = [cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa,
             sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa,
@@ -145,7 +125,7 @@ def _euler_to_matrix(xp, e):  # noqa: ANN001, ANN202
     return xp.stack(rows, -1).reshape(*e.shape[:-1], 3, 3)
 
 
-def _matrix_to_euler(xp, m):  # noqa: ANN001, ANN202
+def _matrix_to_euler(xp, m):  # noqa: ANN001, ANN202 - numpy or torch (xp); at gimbal lock roll is 0
     pitch = xp.arcsin(xp.clip(-m[..., 2, 0], -1.0, 1.0))
     regular = xp.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2) > 1e-9
     roll = xp.where(regular, xp.arctan2(m[..., 2, 1], m[..., 2, 2]), 0.0 * pitch)

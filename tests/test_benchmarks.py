@@ -128,3 +128,53 @@ def test_bench_officials_whole_plan_runs_on_any_device():
     arch = VJEPA2ACConfig(EncoderConfig(size="micro", img_size=32, depth=1, use_rope=True, rope_vjepa2_layout=True),
                           PredictorConfig(embed_dim=32, depth=1, num_heads=2))
     assert time_plan(arch, cfg, "cpu") > 0
+
+
+PEER_TINY = ["threads=1", "model.depth=1", "ours.solver.samples=8", "ours.solver.elites=2", "ours.solver.iterations=1"]
+
+
+def test_bench_peer_without_peer_prints_ours_only():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_peer.py"), *PEER_TINY],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    assert figures["ours_plan_s"] > 0 and len(figures["ours_plans_s"]) == 3
+    assert figures["ours_gflop_per_plan"] > 0 and figures["ours_mflop_per_token"] > 0 and figures["ours_params"] > 0
+    assert "ACPredictor depth 1" in figures["ours_model"] and figures["ours_solver"].startswith("cem samples=8")
+    for key in ("peer_plan_s", "ratio", "peer_gflop_per_plan", "peer_mflop_per_token", "peer_model"):
+        assert figures[key] is None, key
+
+
+FAKE_PEER = '''
+import json, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+print(json.dumps({"ready": True, "version": "0.0-fake", "torch": "x", "threads": int(args["threads"]), "params": 1,
+                  "gflop_per_plan": 2.0, "mflop_per_token": 1.5, "model": "fake " + args["heads"], "solver": "fake"}),
+      flush=True)
+for line in sys.stdin:
+    if line.strip() == "quit":
+        break
+    print(json.dumps({"plan_s": 0.5}), flush=True)
+'''
+
+
+def test_bench_peer_interleaves_with_a_peer_process(tmp_path):
+    """The peer protocol (benchmarks/peer/swm_plan.py's) against a stand-in that needs no stable-worldmodel."""
+    fake = tmp_path / "fake_peer.py"
+    fake.write_text(FAKE_PEER)
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_peer.py"), *PEER_TINY,
+                             f"peer_python={sys.executable}", f"peer_script={fake}", "peer.heads=16"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["peer_plan_s"] == 0.5 and figures["peer_plans_s"] == [0.5] * 3
+    assert abs(figures["ratio"] * figures["ours_plan_s"] - 0.5) < 0.05
+    assert figures["peer_gflop_per_plan"] == 2.0 and figures["peer_model"] == "fake 16" and figures["torch_threads"] == 1
+
+
+def test_bench_peer_refuses_a_missing_interpreter(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_peer.py"), *PEER_TINY,
+                             f"peer_python={tmp_path / 'nope'}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "peer_python" in result.stderr and not result.stdout

@@ -10,6 +10,7 @@ checks only). Each reduces over the horizon itself (its last step, or the sum).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -104,7 +105,8 @@ def rollout_cost(model: WorldModelLike, z_context: torch.Tensor, terms: Sequence
     st = None if states is None else states[None]
 
     def cost(actions: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(z_context.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        low = torch.autocast(z_context.device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+        with low:
             pred = model.rollout(ctx, actions.to(z_context.dtype), past, st)
         pred = pred.to(z_context.dtype)
         total = terms[0](pred, actions)

@@ -43,6 +43,34 @@ def positional_to_overrides(argv: Sequence[str], names: Sequence[str]) -> list[s
     return out
 
 
+#: Settings a command-line value replaces instead of merging into: hydra merges a dict into a dict and refuses a
+#: dict over a list, so `fixed_dims={}` would keep the default `[3, 4, 5, 6]` or fail. Matched by the key's last part.
+REPLACED = ("fixed_dims",)
+
+
+def replacing_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
+    """`overrides` with each `key=VALUE` of a `REPLACED` setting the config has turned into `~key +key=VALUE`
+    (so `fixed_dims={}`, `fixed_dims=[]` and `fixed_dims=null` all hold no dims, and `{6: 1.0}` replaces a list)."""
+    def replaced(item: str) -> bool:
+        return "=" in item and not item.startswith(("+", "~")) and item.split("=", 1)[0].rsplit(".", 1)[-1] in REPLACED
+
+    if not any(replaced(o) for o in overrides):
+        return list(overrides)
+    from omegaconf import OmegaConf
+
+    rest = [o for o in overrides if not replaced(o)]
+    try:
+        cfg, _ = _compose(config_name, rest)
+    except Exception:  # noqa: BLE001 - the other overrides' own error is reported when the whole list is composed
+        return list(overrides)
+    out = []
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        exists = replaced(item) and OmegaConf.select(cfg, key, default="<absent>") != "<absent>"
+        out += [f"~{key}", f"+{item}"] if exists else [item]
+    return out
+
+
 def _program() -> str:
     """How the running command was invoked: `python -m pkg.mod` or `python path/to/script.py`."""
     orig = getattr(sys, "orig_argv", [])
@@ -301,6 +329,8 @@ def preflight(config_name: str, positional: Sequence[str] = (), description: str
         return _checked[config_name]
     argv = sys.argv[1:]
     overrides = positional_to_overrides([a for a in argv if a not in ("--help", "-h")], positional)
+    if not any(a.startswith("-") and a not in ("--help", "-h") for a in argv):
+        overrides = replacing_overrides(config_name, overrides)
     if description is None:
         description = getattr(sys.modules.get("__main__"), "__doc__", None)
     from hydra.errors import HydraException, OverrideParseException
@@ -349,7 +379,10 @@ def run(task: Callable[[Any], Any], config_name: str, positional: Sequence[str] 
     a bad value) print one line and exit 2 instead of a traceback; Ctrl-C prints one line and exits 130.
     """
     preflight(config_name, positional)
-    sys.argv = [sys.argv[0], *positional_to_overrides(sys.argv[1:], positional)]
+    overrides = positional_to_overrides(sys.argv[1:], positional)
+    if not any(a.startswith("-") for a in overrides):
+        overrides = replacing_overrides(config_name, overrides)
+    sys.argv = [sys.argv[0], *overrides]
 
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:

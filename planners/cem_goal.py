@@ -144,7 +144,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "subgoals": bool(config.subgoals),
         "mean_plan_seconds_per_step": float(np.mean([r.plan_seconds_per_step for r in results])),
         "episodes": len(results), "env_id": config.env_id, "agent": config.agent,
-        "solver": config.solver.name if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
+        "solver": config.solver.name if planner_agent else None,
+        "fixed_dims": {str(d): v for d, v in config.fixed().items()} if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
         "max_steps": config.max_steps, "device": str(device), "torch_threads": threads,
         "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
     }

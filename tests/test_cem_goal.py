@@ -207,3 +207,21 @@ def test_the_planner_checks_frames_at_its_edge_and_resizes_them(tmp_path):
         planner.reset(np.zeros((32, 32), np.uint8))
     planner.reset(np.zeros((96, 96, 3), np.uint8))  # another size: resized to the model's 32 px
     assert planner.act(np.zeros((48, 64, 3), np.uint8)).shape == (1, 7)
+
+
+def test_fixed_dims_typed_as_an_empty_dict_clears_the_default_and_the_checkpoints(tmp_path):
+    import json as json_
+
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    config = json_.loads((checkpoint / "config.json").read_text())
+    config["planning"] = {"fixed_dims": {"3": 0.0, "4": 0.0}}
+    (checkpoint / "config.json").write_text(json_.dumps(config))
+    cmd = [sys.executable, str(ROOT / "planners" / "cem_goal.py"), f"checkpoint={checkpoint}", "episodes=1",
+           "max_steps=1", "solver.samples=4", "solver.elites=2", "solver.iterations=1", "video_dir=null",
+           "progress=false", "threads=1"]
+    carried = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert json.loads(carried.stdout.splitlines()[-1])["fixed_dims"] == {"3": 0.0, "4": 0.0}, carried.stderr[-2000:]
+    for value, expected in (("{}", {}), ("{6: 1.0}", {"6": 1.0})):
+        result = subprocess.run(cmd + [f"fixed_dims={value}"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert json.loads(result.stdout.splitlines()[-1])["fixed_dims"] == expected

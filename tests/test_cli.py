@@ -88,3 +88,21 @@ def test_a_bad_override_is_one_line_before_torch_loads(args, message):
     errors = _errors(result.stderr)
     assert len(errors) == 1 and errors[0].startswith(message), errors
     assert not _imported(result.stderr) & {"torch", "mujoco", "timm"}
+
+
+@pytest.mark.parametrize("value,fixed", [("{}", {}), ("[]", {}), ("null", {}), ("[6]", {6: 0.0}), ("{6: 1.0}", {6: 1.0})])
+def test_fixed_dims_on_the_command_line_replaces_the_default(value, fixed):
+    """Hydra merges a dict into a dict and refuses a dict over a list; `fixed_dims=` always replaces."""
+    from common.cli import replacing_overrides
+    from common.config import build_config
+    from planners.factory import PlanConfig
+
+    overrides = replacing_overrides("cem_goal", [f"fixed_dims={value}", "episodes=1"])
+    assert overrides == ["~fixed_dims", f"+fixed_dims={value}", "episodes=1"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        assert build_config(PlanConfig, compose("cem_goal", overrides=overrides)).fixed() == fixed
+    overrides = replacing_overrides("train", ["experiment=franka_lewm", "data.root=x", f"planning.fixed_dims={value}"])
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):  # a preset's planning section too
+        train = compose("train", overrides=overrides)
+    assert build_config(PlanConfig, {"fixed_dims": OmegaConf.to_container(train.planning)["fixed_dims"]}).fixed() == fixed
+    assert replacing_overrides("train", ["planning.fixed_dims={}"]) == ["planning.fixed_dims={}"]  # no such key: hydra says so

@@ -219,3 +219,30 @@ def test_batchnorm_statistics_are_recalibrated_to_the_current_weights():
     torch.testing.assert_close(norm.running_mean, inputs.mean(0), rtol=1e-5, atol=1e-5)
     per_batch_var = inputs.unflatten(0, (3, 8)).var(1).mean(0)  # BatchNorm keeps the unbiased batch variance
     torch.testing.assert_close(norm.running_var, per_batch_var, rtol=1e-4, atol=1e-5)
+
+
+def test_a_wall_clock_budget_stops_after_the_step_that_crosses_it_with_a_resumable_checkpoint(sim_data, tmp_path, capsys):
+    from world_model.train import main
+
+    overrides = TINY_LEWM + _common(sim_data, tmp_path, steps=6) + ["checkpoint_every=1000"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        main(compose("train", overrides=overrides + ["max_minutes=0.0001"]))  # 6 ms: crossed by the first step
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("trained lewm for 1 steps") and "stopped by max_minutes=0.0001 at step 1 of 6" in line
+    assert line.endswith("resume=true")
+    last = tmp_path / "checkpoints" / "last"
+    assert torch.load(last / "training_state.pt", weights_only=False)["step"] == 1
+    resumed = train(_cfg(overrides + ["resume=true", "max_minutes=10"]))
+    assert resumed["steps"] == 6 and not resumed["out_of_time"] and len(resumed["history"]) == 6
+
+
+def test_validation_runs_every_val_every_steps_or_each_epoch(sim_data, tmp_path):
+    every = train(_cfg(TINY_LEWM + _common(sim_data, tmp_path / "a", steps=5) + ["val_every=2", "val_batches=1"]))
+    assert [step for step, _ in every["validations"]] == [2, 4, 5]  # and at the end
+    cfg = _cfg(TINY_LEWM + _common(sim_data, tmp_path))
+    clips = len(_clips(cfg.data, "train", cfg.model.clip_frames(), load_frames=False))
+    batch = clips // 3  # three steps per epoch
+    epochs = train(_cfg(TINY_LEWM + _common(sim_data, tmp_path / "b", steps=5) + ["val_batches=1", f"optim.batch_size={batch}"]))
+    assert [step for step, _ in epochs["validations"]] == [3, 5]
+    with pytest.raises(ValueError, match="val_every must be >= 1 step"):
+        train(_cfg(TINY_LEWM + _common(sim_data, tmp_path / "c", steps=5) + ["val_every=0"]))

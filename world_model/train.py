@@ -9,8 +9,9 @@ The family (a `world_model.models.WorldModel` subclass) computes its own loss (`
   planners a cost in metres (`mpc.readout_weight`).
 
 This loop only steps: AdamW with a warm-up-constant-decay schedule, gradient clipping, bf16 autocast on
-CUDA, validation loss on held-out episodes each epoch, progress bar, TensorBoard, atomic checkpoints
-(`resume=true` continues), and a non-finite loss stops the run naming the step with the last good
+CUDA, validation loss on held-out episodes each epoch (or every `val_every` steps), progress bar, TensorBoard,
+atomic checkpoints (`resume=true` continues), a wall-clock budget (`max_minutes`: stop after the step that
+crosses it, with a checkpoint, resumable), and a non-finite loss stops the run naming the step with the last good
 checkpoint intact. `torchrun --nproc_per_node=N world_model/train.py ...` runs DDP (gloo on CPU, NCCL on
 CUDA); only rank 0 writes checkpoints and logs. Hydra stops at `main()`: below it, a `TrainConfig`.
 """
@@ -35,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from common.cli import command_line
 from common.config import build_config, plain
 from common.device import pick_device
 from common.droid import FRANKA_ACTION_KEYS
@@ -99,6 +101,8 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False  # start over in an `out` that already holds a checkpoint (replaced at the first save)
     stop_at: int | None = None  # stop (with a checkpoint) after this step; the schedule still spans optim.steps
+    max_minutes: float | None = None  # wall-clock budget of this run: stop (with a checkpoint) after the step that crosses it
+    val_every: int | None = None  # steps between validation passes (None: each epoch)
     checkpoint_every: int = 500
     log_every: int = 10
     val_batches: int = 20
@@ -183,7 +187,13 @@ class TrainStep(torch.nn.Module):
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns a summary (rank 0's view). SIGINT/SIGTERM stop it after the current
-    step with a checkpoint (`summary["interrupted"]` names the signal)."""
+    step with a checkpoint (`summary["interrupted"]` names the signal); so does the step that crosses
+    `max_minutes` (`summary["out_of_time"]`), counted from this call."""
+    started = time.monotonic()
+    if config.max_minutes is not None and config.max_minutes <= 0:
+        raise ValueError(f"max_minutes must be > 0 (or null for no budget), got {config.max_minutes}")
+    if config.val_every is not None and config.val_every < 1:
+        raise ValueError(f"val_every must be >= 1 step (or null: each epoch), got {config.val_every}")
     require_episodes(config.data.root)
     out = Path(config.out)
     last = out / "checkpoints" / "last"
@@ -215,6 +225,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     loader = DataLoader(train_set, batch_size=o.batch_size, sampler=sampler, num_workers=config.data.workers,
                         drop_last=True, generator=torch.Generator().manual_seed(config.seed + step))
     steps_per_epoch = max(len(train_set) // (o.batch_size * world), 1)
+    val_every = config.val_every or steps_per_epoch
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -255,7 +266,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     bar = tqdm(total=o.steps, initial=step, desc=f"train {m.family}", unit="step", disable=not config.progress or rank != 0)
     batches = iter(loader)
     model.train()
-    start_time, clips, val_loss = time.perf_counter(), 0, None
+    start_time, clips, val_loss, validations, out_of_time = time.perf_counter(), 0, None, [], False
     with GracefulStop(announce=rank == 0) as stop:
         while step < end:
             batch = to_device(next(batches), device)
@@ -274,14 +285,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 for name, value in {"loss": loss.item(), "lr": lr, "clips_per_s": rate, **parts}.items():
                     writer.add_scalar(f"train/{name}", value, step)
             bar.update()
-            if stop.agreed(world, device):
+            out_of_time = step < end and over_budget(started, config.max_minutes, world, device)
+            if stop.agreed(world, device) or out_of_time:
                 save()  # the step is done: keep it, and skip the validation pass
                 break
-            if step % steps_per_epoch == 0 or step == end:
+            if step % val_every == 0 or step == end:
                 if rank == 0:
                     val_loss = validate()
                     if val_loss is not None:
                         writer.add_scalar("val/loss", val_loss, step)
+                        validations.append((step, val_loss))
                 if world > 1:
                     dist.barrier()
             if step % config.checkpoint_every == 0 or step == end:
@@ -292,9 +305,22 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return {"steps": step, **loss_summary(history), "interrupted": stop.requested,
-            "val_loss": val_loss, "checkpoint": str(last), "history": history, "rank": rank, "world_size": world,
+    return {"steps": step, **loss_summary(history), "interrupted": stop.requested, "out_of_time": out_of_time,
+            "max_minutes": config.max_minutes, "val_loss": val_loss, "validations": validations, "checkpoint": str(last), "history": history, "rank": rank, "world_size": world,
             "clips_per_s": clips / max(time.perf_counter() - start_time, 1e-9), "feature_cache": cache is not None}
+
+
+def over_budget(started: float, max_minutes: float | None, world: int, device: torch.device) -> bool:
+    """Whether `max_minutes` have passed since `started` (time.monotonic); under DDP every rank stops at the same
+    step when any rank's clock says so."""
+    if max_minutes is None:
+        return False
+    over = time.monotonic() - started >= 60.0 * max_minutes
+    if world > 1:
+        flag = torch.tensor([int(over)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        over = bool(flag.item())
+    return over
 
 
 def main(cfg: Any) -> None:
@@ -305,7 +331,9 @@ def main(cfg: Any) -> None:
     if summary["rank"] == 0:
         print(f"trained {config.model.family} for {summary['steps']} steps on {summary['world_size']} process(es): "
               f"loss {summary['loss_start']:.4f} -> {summary['loss_end']:.4f}, val {summary['val_loss']}, "
-              f"{summary['clips_per_s']:.1f} clips/s, checkpoint {summary['checkpoint']}")
+              f"{summary['clips_per_s']:.1f} clips/s, checkpoint {summary['checkpoint']}"
+              + (f"; stopped by max_minutes={config.max_minutes} at step {summary['steps']} of {config.optim.steps}, "
+                 f"resume with: {command_line(['resume=true'])}" if summary["out_of_time"] else ""))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from datasets.clip_actions import ClipActions
 from datasets.index import load_index, split_episodes
 from datasets.reader import EpisodeReader
-from datasets.schema import CARTESIAN, GRIPPER, EpisodeError, image_key
+from datasets.schema import CARTESIAN, ENV_STATE, GRIPPER, EpisodeError, image_key
 from datasets.transforms import FrameTransform
 from datasets.validate import check_finite, check_structure, require_episodes
 from datasets.windows import Windows
@@ -52,9 +52,9 @@ class _Loaded:
     """What one process keeps open for an episode: the reader and its low-dimensional arrays."""
 
     reader: EpisodeReader
-    states: np.ndarray  # (T, STATE_DIM) float32
-    cartesian: np.ndarray  # (T, 6) float64
-    gripper: np.ndarray  # (T,) float64
+    states: np.ndarray  # (T, STATE_DIM) float32; an env without a robot pose: its own state (T, d)
+    cartesian: np.ndarray | None  # (T, 6) float64; None without a robot pose
+    gripper: np.ndarray | None  # (T,) float64
     actions: dict[str, np.ndarray] = field(default_factory=dict)  # (T, d) float64 per recorded key
     camera: str = ""
 
@@ -192,8 +192,12 @@ class ClipDataset(Dataset):
             camera = self.camera or image_keys[0].rsplit("/", 1)[1]
             if image_key(camera) not in image_keys:
                 raise EpisodeError(ep.path, f"missing key '{image_key(camera)}'")
-            cartesian = reader.read(CARTESIAN).astype(np.float64)
-            gripper = reader.read(GRIPPER).astype(np.float64)
+            if not reader.has_pose and self.actions.mode == "delta_pose":
+                raise ValueError(f"{ep.path}: action_mode=delta_pose computes actions from the robot pose "
+                                 f"'{CARTESIAN}', which this episode lacks (its env's state is '{ENV_STATE}'); train on "
+                                 f"its recorded actions: data.action_mode=recorded data.recorded_actions=[env]")
+            cartesian = reader.read(CARTESIAN).astype(np.float64) if reader.has_pose else None
+            gripper = reader.read(GRIPPER).astype(np.float64) if reader.has_pose else None
             actions = {}
             for key in self.actions.keys:
                 values = reader.read(key).astype(np.float64)
@@ -201,7 +205,10 @@ class ClipDataset(Dataset):
         except BaseException:
             reader.close()
             raise
-        states = np.concatenate([cartesian, gripper[:, None]], axis=1).astype(np.float32)
+        if cartesian is None:
+            states = reader.read(ENV_STATE).reshape(length, -1).astype(np.float32)
+        else:
+            states = np.concatenate([cartesian, gripper[:, None]], axis=1).astype(np.float32)
         loaded = _Loaded(reader, states, cartesian, gripper, actions, camera)
         self._open[e] = loaded
         while len(self._open) > self.max_open_episodes:

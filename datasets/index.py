@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from common.rotations import delta_pose_actions
 from datasets.reader import EpisodeReader
-from datasets.schema import CARTESIAN, FORMAT_VERSION, GRIPPER, INDEX_NAME, EpisodeError
+from datasets.schema import CARTESIAN, ENV_STATE, FORMAT_VERSION, GRIPPER, INDEX_NAME, EpisodeError
 from datasets.validate import check_episode, find_episodes
 
 STATE_STATS = "state"
@@ -98,8 +98,11 @@ def build_index(
                     "task": str(attrs.get("task", "")),
                     "bytes": path.stat().st_size,
                 }
-                stats.setdefault(STATE_STATS, RunningStats()).update(ep.states())
-                if length > 1:
+                if not ep.has_pose:  # an env without a robot pose: statistics of its own state vector
+                    stats.setdefault(ENV_STATE, RunningStats()).update(ep.read(ENV_STATE))
+                else:
+                    stats.setdefault(STATE_STATS, RunningStats()).update(ep.states())
+                if length > 1 and ep.has_pose:
                     stats.setdefault(DELTA_POSE_STATS, RunningStats()).update(
                         delta_pose_actions(ep.read(CARTESIAN), ep.read(GRIPPER)))
                 for key in ep.action_keys:

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from datasets.schema import ACTION_GROUP, CARTESIAN, GRIPPER, IMAGE_GROUP, EpisodeError, image_key
+from datasets.schema import ACTION_GROUP, CARTESIAN, ENV_STATE, GRIPPER, IMAGE_GROUP, EpisodeError, image_key
 
 
 class EpisodeReader:
@@ -91,8 +91,13 @@ class EpisodeReader:
         self.file.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
         return sorted(found)
 
+    @property
+    def has_pose(self) -> bool:
+        """Whether the episode holds the robot pose (else only its env's state, `observation/env_state`)."""
+        return isinstance(self.file.get(CARTESIAN), h5py.Dataset)
+
     def __len__(self) -> int:
-        return int(self.dataset(CARTESIAN).shape[0])
+        return int(self.dataset(CARTESIAN if self.has_pose or ENV_STATE not in self.file else ENV_STATE).shape[0])
 
     def dataset(self, key: str) -> h5py.Dataset:
         file = self.file  # (re)opens first, which also clears the cache in a new process
@@ -137,6 +142,8 @@ class EpisodeReader:
 
     def states(self) -> np.ndarray:
         """The DROID state vector (T, 7) = cartesian_position (6) + gripper_position (1), float64."""
+        if not self.has_pose:
+            raise EpisodeError(self.path, f"no robot pose ('{CARTESIAN}'), only its env's state '{ENV_STATE}'")
         cart = self.read(CARTESIAN)
         grip = self.read(GRIPPER)
         return np.concatenate([cart.astype(np.float64), grip.reshape(len(grip), -1).astype(np.float64)], axis=1)

@@ -19,13 +19,16 @@ EPISODE_SUFFIX = ".h5"
 CARTESIAN = "observation/robot_state/cartesian_position"
 GRIPPER = "observation/robot_state/gripper_position"
 JOINTS = "observation/robot_state/joint_positions"
+#: The env's own state vector (T, d) of an env without a robot pose (a flat gymnasium observation): episodes
+#: either hold the robot pose (CARTESIAN + GRIPPER) or this, never arbitrary numbers in the pose keys.
+ENV_STATE = "observation/env_state"
 IMAGE_GROUP = "observation/image"
 ACTION_GROUP = "action"
 
 
 #: Fixed trailing shapes of the low-dimensional keys (after the time axis).
 LOWDIM_SHAPES: dict[str, tuple[int, ...]] = {CARTESIAN: (6,), GRIPPER: (), JOINTS: (7,)}
-REQUIRED_LOWDIM = (CARTESIAN, GRIPPER)
+REQUIRED_LOWDIM = (CARTESIAN, GRIPPER)  # unless the episode holds ENV_STATE instead
 #: Well-known DROID action keys and their trailing shapes; other `action/<name>` keys are free-form.
 KNOWN_ACTION_SHAPES: dict[str, tuple[int, ...]] = {
     "action/cartesian_velocity": (6,),

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from common.errors import UserError
 from datasets.schema import (
     ACTION_GROUP,
+    ENV_STATE,
     EPISODE_SUFFIX,
     IMAGE_GROUP,
     KNOWN_ACTION_SHAPES,
@@ -47,7 +48,7 @@ def require_episodes(root: str | os.PathLike) -> list[Path]:
 
 
 def _lowdim_keys(f: h5py.File) -> list[str]:
-    keys = [k for k in LOWDIM_SHAPES if k in f]
+    keys = [k for k in (*LOWDIM_SHAPES, ENV_STATE) if k in f]
     group = f.get(ACTION_GROUP)
     if isinstance(group, h5py.Group):
         keys += [f"{ACTION_GROUP}/{k}" for k in sorted(group.keys())]
@@ -62,9 +63,10 @@ def check_structure(path: Path, f: h5py.File) -> tuple[int, list[str]]:
     hz = f.attrs["control_hz"]
     if not np.isscalar(hz) or not np.isfinite(hz) or float(hz) <= 0:
         raise EpisodeError(path, f"file attribute 'control_hz' must be a positive number, got {hz!r}")
-    for key in REQUIRED_LOWDIM:
-        if not isinstance(f.get(key), h5py.Dataset):
-            raise EpisodeError(path, f"missing key '{key}'")
+    pose = [key for key in REQUIRED_LOWDIM if isinstance(f.get(key), h5py.Dataset)]
+    if len(pose) == 1 or not (pose or isinstance(f.get(ENV_STATE), h5py.Dataset)):
+        key = next(k for k in REQUIRED_LOWDIM if k not in pose)
+        raise EpisodeError(path, f"missing key '{key}'" + ("" if pose else f" (or '{ENV_STATE}' for an env without a robot pose)"))
     images = f.get(IMAGE_GROUP)
     image_keys = [f"{IMAGE_GROUP}/{c}" for c in sorted(images.keys())] if isinstance(images, h5py.Group) else []
     if not image_keys:

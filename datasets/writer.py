@@ -18,6 +18,7 @@ import numpy as np
 
 from datasets.schema import (
     CARTESIAN,
+    ENV_STATE,
     FORMAT_VERSION,
     GRIPPER,
     JOINTS,
@@ -118,8 +119,8 @@ class EpisodeWriter:
     def add_step(
         self,
         images: Mapping[str, np.ndarray],
-        cartesian_position: np.ndarray,
-        gripper_position: float | np.ndarray,
+        cartesian_position: np.ndarray | None,
+        gripper_position: float | np.ndarray | None,
         joint_positions: np.ndarray | None = None,
         actions: Mapping[str, np.ndarray | float] | None = None,
         extras: Mapping[str, np.ndarray | float] | None = None,
@@ -127,7 +128,8 @@ class EpisodeWriter:
         """Append one control step.
 
         `actions` maps names (`cartesian_velocity` or `action/...`) to arrays; `extras` maps other
-        full keys (such as `observation/env_state`) to per-step arrays stored alongside.
+        full keys (such as `observation/env_state`) to per-step arrays stored alongside. An env without a robot
+        pose passes None for both pose arguments and its state vector as `extras["observation/env_state"]`.
         """
         if self._file is None:
             raise RuntimeError(f"{self.path}: add_step after close/abort")
@@ -135,8 +137,13 @@ class EpisodeWriter:
             raise ValueError(f"{self.path}: step {self._length} has images for {sorted(images)}, expected {sorted(self.cameras)}")
         for camera in self.cameras:
             self._append_image(camera, np.asarray(images[camera]))
-        self._append(CARTESIAN, cartesian_position, (6,))
-        self._append(GRIPPER, gripper_position, ())
+        if (cartesian_position is None) != (gripper_position is None):
+            raise ValueError(f"{self.path}: step {self._length} gives only one of cartesian_position and gripper_position")
+        if cartesian_position is None and ENV_STATE not in (extras or {}):
+            raise ValueError(f"{self.path}: step {self._length} has no robot pose and no extras['{ENV_STATE}']")
+        if cartesian_position is not None:
+            self._append(CARTESIAN, cartesian_position, (6,))
+            self._append(GRIPPER, gripper_position, ())
         if joint_positions is not None or JOINTS in self._lowdim:
             if joint_positions is None:
                 raise ValueError(f"{self.path}: step {self._length} lacks joint_positions given at earlier steps")

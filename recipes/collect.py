@@ -9,9 +9,10 @@ function and policy are checked before any worker starts; a worker that fails
 (or dies) stops the run with its error in one line. Our Franka envs give
 pixels and the DROID state in their observations and record their actions as
 `action/cartesian_delta` (6) + `action/gripper_position`; any other env that
-renders `rgb_array` works too: pixels come from `render()`, the state from the
-observation (or a `module:function` named in `state_fn`), and its actions are
-recorded as `action/<action_name>`.
+renders `rgb_array` works too: pixels come from `render()`, its actions are
+recorded as `action/<action_name>` and its flat observation as `observation/env_state`; the robot pose keys
+are written only where there is a pose: a Dict observation with a DROID `state`, or a `module:function` named
+in `state_fn` that computes it. `policy=auto` is the mixture where the env has a scripted expert, else random.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from common.droid import CARTESIAN_DELTA_ACTION, CONTROL_HZ, EXTERIOR_CAMERA, FR
 from common.errors import UserError
 from common.seeding import derive_seed
 from datasets.index import write_index
+from datasets.schema import ENV_STATE
 from datasets.writer import EpisodeWriter, remove_stale_temporaries
 from envs.policies import make_policy
 
@@ -48,7 +50,7 @@ class CollectConfig:
     out: str = "data/reach"
     num_episodes: int = 10
     max_steps: int | None = None  # default: the env's max_episode_steps
-    policy: str = "mixture"
+    policy: str = "auto"  # auto (mixture if the env has expert_action, else random) | random | expert | mixture
     expert_noise: float = 0.1
     expert_weight: float = 0.5
     segment: int = 10
@@ -76,20 +78,48 @@ def _load_function(spec: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def default_state(env: gym.Env, obs: Any) -> tuple[np.ndarray, float, np.ndarray | None]:
-    """(cartesian (6,), gripper, joints or None) from a DROID-like Dict observation, or from a flat vector.
-
-    A flat observation fills the cartesian slots in order (zero padded) and its 7th entry is the
-    gripper; the whole vector is also stored as `observation/env_state`.
+def default_state(env: gym.Env, obs: Any) -> tuple[np.ndarray, float, np.ndarray | None] | None:
+    """(cartesian (6,), gripper, joints or None) from a DROID-like Dict observation (`state`: xyz, Euler,
+    gripper); None for any other observation: a flat vector's first numbers are no pose (cosines, targets,
+    velocities), so such an env records only `observation/env_state` unless a `state_fn` computes its pose.
     """
     if isinstance(obs, dict) and "state" in obs:
         state = np.asarray(obs["state"], dtype=np.float64)
         joints = obs.get("joint_positions")
         return state[:6], float(state[6]) if len(state) > 6 else 0.0, None if joints is None else np.asarray(joints)
-    flat = np.asarray(gym.spaces.flatten(env.observation_space, obs), dtype=np.float64)
-    cart = np.zeros(6)
-    cart[: min(6, len(flat))] = flat[:6]
-    return cart, float(flat[6]) if len(flat) > 6 else 0.0, None
+    return None
+
+
+def has_expert(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether the env offers a scripted expert (`expert_action`): from its class when the entry point names
+    one, else from an instance."""
+    from gymnasium.envs.registration import load_env_creator
+
+    entry = gym.spec(env_id).entry_point
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    if isinstance(creator, type):
+        return callable(getattr(creator, "expert_action", None))
+    env = gym.make(env_id, **(env_kwargs or {}))
+    try:
+        return callable(getattr(env.unwrapped, "expert_action", None))
+    finally:
+        env.close()
+
+
+def resolve_policy(cfg: CollectConfig) -> str:
+    """The policy `cfg.policy` names (auto: mixture where the env has a scripted expert, random otherwise);
+    an expert-based policy for an env without one is refused here, before anything is collected."""
+    if cfg.policy not in ("auto", "random", "expert", "mixture"):
+        raise UserError(f"policy must be auto, random, expert or mixture, got {cfg.policy!r}")
+    if cfg.policy == "random":
+        return "random"
+    expert = has_expert(cfg.env_id, cfg.env_kwargs)
+    if cfg.policy == "auto":
+        return "mixture" if expert else "random"
+    if not expert:
+        raise UserError(f"policy={cfg.policy} needs the env's scripted expert (expert_action), which {cfg.env_id} "
+                        f"lacks; use policy=random (or policy=auto, which picks random for it)")
+    return cfg.policy
 
 
 class _Collector:
@@ -105,7 +135,8 @@ class _Collector:
             kwargs.setdefault("render_mode", "rgb_array")
         self.env = gym.make(cfg.env_id, **kwargs)
         self.state_fn = _load_function(cfg.state_fn) if cfg.state_fn else default_state
-        self.policy = make_policy(cfg.policy, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
+        self.policy_name = resolve_policy(cfg)
+        self.policy = make_policy(self.policy_name, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
         self.max_steps = cfg.max_steps or (self.env.spec.max_episode_steps if self.env.spec else None) or 100
         self.control_hz = cfg.control_hz or float(self.env.metadata.get("render_fps") or CONTROL_HZ)
 
@@ -139,13 +170,14 @@ class _Collector:
         with EpisodeWriter(path, cameras=list(images), control_hz=self.control_hz, task=task,
                            action_space=CARTESIAN_DELTA_ACTION if self.ours else cfg.action_name,
                            robot_type="franka_panda_sim" if self.ours else cfg.env_id,
-                           attrs={"env_id": cfg.env_id, "seed": seed, "policy": cfg.policy}) as writer:
+                           attrs={"env_id": cfg.env_id, "seed": seed, "policy": self.policy_name}) as writer:
             for step in range(self.max_steps):
                 images = images if step == 0 else self._images(obs)
                 action = np.asarray(self.policy(obs))
-                cart, grip, joints = self.state_fn(self.env.unwrapped, obs)
+                pose = self.state_fn(self.env.unwrapped, obs)
+                cart, grip, joints = pose if pose is not None else (None, None, None)
                 extras = None if self.ours else {
-                    "observation/env_state": np.asarray(gym.spaces.flatten(self.env.observation_space, obs), np.float64)}
+                    ENV_STATE: np.asarray(gym.spaces.flatten(self.env.observation_space, obs), np.float64)}
                 writer.add_step(images=images, cartesian_position=cart, gripper_position=grip,
                                 joint_positions=joints, actions=self._actions(action), extras=extras)
                 obs, _, terminated, truncated, info = self.env.step(action)
@@ -160,8 +192,9 @@ class _Collector:
         self.env.close()
 
 
-def check_config(cfg: CollectConfig) -> None:
-    """What can be checked before a worker starts: the env id, the state function, the policy."""
+def check_config(cfg: CollectConfig) -> str:
+    """What can be checked before a worker starts: the env id, the state function, the policy (returned,
+    resolved: `auto` becomes mixture or random)."""
     if cfg.env_module:
         try:
             importlib.import_module(cfg.env_module)
@@ -176,7 +209,9 @@ def check_config(cfg: CollectConfig) -> None:
             _load_function(cfg.state_fn)
         except (ImportError, AttributeError) as err:
             raise UserError(f"state_fn {cfg.state_fn!r} cannot be loaded: {err}") from None
-    make_policy(cfg.policy, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
+    policy = resolve_policy(cfg)
+    make_policy(policy, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
+    return policy
 
 
 class WorkerError(UserError):
@@ -225,7 +260,7 @@ def _collect_in_workers(cfg: CollectConfig, todo: list[int], results: list[dict[
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """Collect the missing episodes of `cfg.out`; returns counts, success rate and timing."""
-    check_config(cfg)
+    policy = check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stale = remove_stale_temporaries(out)  # left by an interrupted earlier run
@@ -251,7 +286,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     summary = {
         "collected": len(results), "removed_stale": len(stale), "skipped_existing": cfg.num_episodes - len(todo), "steps": steps,
         "success_rate": float(np.mean([r["success"] for r in results])) if results else None,
-        "seconds": round(seconds, 2), "steps_per_s": round(steps / seconds, 1) if seconds > 0 and steps else None,
+        "policy": policy, "seconds": round(seconds, 2), "steps_per_s": round(steps / seconds, 1) if seconds > 0 and steps else None,
     }
     if cfg.index:
         index = write_index(out, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=False)
@@ -263,8 +298,11 @@ def main(cfg: Any) -> None:
     config = build_config(CollectConfig, cfg)
     summary = collect(config)
     rate = "n/a" if summary["success_rate"] is None else f"{100 * summary['success_rate']:.0f}%"
+    chosen = (f"policy {summary['policy']}" + (" (auto: the env has a scripted expert)" if summary["policy"] == "mixture"
+              else " (auto: the env has no scripted expert)") if config.policy == "auto" else f"policy {summary['policy']}")
     print(f"collected {summary['collected']} episodes ({summary['steps']} steps, {summary['steps_per_s']} steps/s) "
-          f"of {config.env_id} into {config.out}: {summary['skipped_existing']} already there, success {rate}")
+          f"of {config.env_id} into {config.out} with {chosen}: {summary['skipped_existing']} already there, "
+          f"success {rate}")
 
 
 if __name__ == "__main__":

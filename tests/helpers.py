@@ -188,3 +188,10 @@ def vjepa2_ac_fixture() -> Path:
     if not (VJEPA2_AC_FIXTURE / "checkpoint.pt").exists() or not (VJEPA2_AC_FIXTURE / "reference.safetensors").exists():
         pytest.skip(f"V-JEPA 2-AC reference fixture not found at {VJEPA2_AC_FIXTURE} (shared data beside the repository)")
     return VJEPA2_AC_FIXTURE
+
+
+def reacher_fingertip_pose(env, obs):
+    """A `state_fn` for gymnasium's Reacher (collect.yaml's hook): the fingertip body's world position in metres,
+    no rotation, no gripper."""
+    xyz = np.asarray(env.data.body("fingertip").xpos, dtype=np.float64)
+    return np.concatenate([xyz, np.zeros(3)]), 0.0, None

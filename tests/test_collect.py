@@ -97,6 +97,45 @@ def test_any_rgb_env_can_be_collected_and_trained_on(tmp_path):
     ds = ClipDataset(tmp_path, split="all", windows=Windows(history=1, future=2, frameskip=2),
                      actions=ClipActions(mode="recorded", recorded=["env"], reduce="stack"))
     assert ds[0]["actions"].shape == (2, 4)
+    assert summary["policy"] == "random"
+
+
+def test_an_env_without_a_pose_records_its_own_state_and_auto_picks_random_or_the_mixture(tmp_path):
+    """A flat observation never fills the DROID pose keys: without a state_fn only observation/env_state is kept;
+    policy=auto is the mixture where the env has a scripted expert, random elsewhere; mixture on an env without
+    an expert is refused before anything is written."""
+    from common.errors import UserError
+    from datasets.schema import CARTESIAN, GRIPPER
+    from recipes.collect import resolve_policy
+
+    base = dict(env_id="Reacher-v5", env_module=None, env_kwargs={"width": 32, "height": 32}, num_episodes=2,
+                max_steps=6, workers=1)
+    summary = collect(CollectConfig(out=str(tmp_path / "flat"), **base), progress=False)
+    assert summary["policy"] == "random" and validate_dir(tmp_path / "flat", progress=False) == {}
+    with EpisodeReader(tmp_path / "flat" / "episode_000000.h5") as ep:
+        assert not ep.has_pose and CARTESIAN not in ep.keys() and GRIPPER not in ep.keys()
+        assert ep.read("observation/env_state").shape == (6, 10) and len(ep) == 6 and ep.attrs["policy"] == "random"
+    assert "observation/env_state" in load_index(tmp_path / "flat")["stats"]
+    with pytest.raises(ValueError, match=r"action_mode=delta_pose computes actions from the robot pose .* "
+                                         r"data.action_mode=recorded data.recorded_actions=\[env\]"):
+        ClipDataset(tmp_path / "flat", split="all", windows=Windows(history=2, future=0))[0]
+    ds = ClipDataset(tmp_path / "flat", split="all", windows=Windows(history=2, future=0),
+                     actions=ClipActions(mode="recorded", recorded=["env"]))
+    assert ds[0]["states"].shape == (2, 10)  # the env's own state, not a pose
+    with pytest.raises(UserError, match="^policy=mixture needs the env's scripted expert"):
+        collect(CollectConfig(out=str(tmp_path / "mix"), policy="mixture", **base), progress=False)
+    assert not (tmp_path / "mix").exists()
+    assert resolve_policy(CollectConfig()) == "mixture"  # FrankaReach-v0 has a scripted expert
+    posed = collect(CollectConfig(out=str(tmp_path / "pose"), state_fn="helpers:reacher_fingertip_pose", **base),
+                    progress=False)
+    assert posed["collected"] == 2 and validate_dir(tmp_path / "pose", progress=False) == {}
+    with EpisodeReader(tmp_path / "pose" / "episode_000000.h5") as ep:
+        assert ep.has_pose and np.abs(ep.read(CARTESIAN)[:, :2]).max() < 0.25  # the fingertip, in metres
+    cli = subprocess.run([sys.executable, "-m", "recipes.collect", "env_id=Reacher-v5", "env_module=null",
+                          "env_kwargs={width: 32, height: 32}", f"out={tmp_path / 'cli'}", "num_episodes=1",
+                          "max_steps=3", "workers=1"], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "with policy random (auto: the env has no scripted expert)" in cli.stdout.splitlines()[-1]
 
 
 def test_correlated_noise_travels_and_is_seeded():

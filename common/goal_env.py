@@ -36,15 +36,28 @@ class GoalEnv(Protocol):
     def is_success(self, distance: float) -> bool: ...
 
 
+def task(env: Any) -> Any:
+    """The layer of a (wrapped) env that implements the protocol: the outermost wrapper that has every required
+    method (an adapter such as envs/goal_adapter.py), else the unwrapped env (ours implement it directly)."""
+    layer = env
+    while layer is not None:
+        if not lacks(layer):
+            return layer
+        layer = getattr(layer, "env", None)
+    return getattr(env, "unwrapped", env)
+
+
 def lacks(env: Any, names: dict[str, str] | tuple[str, ...] = tuple(REQUIRED)) -> list[str]:
     """The protocol methods `env` (an unwrapped env) does not have."""
     return [name for name in names if not callable(getattr(env, name, None))]
 
 
-def require(env: Any, env_id: str, names: tuple[str, ...] = tuple(REQUIRED), purpose: str = "goal-image planning") -> None:
-    """Raise one `UserError` line naming what `env` lacks for `purpose`, and where the protocol is described."""
+def require(env: Any, env_id: str, names: tuple[str, ...] = tuple(REQUIRED), purpose: str = "goal-image planning",
+            hint: str = "") -> None:
+    """Raise one `UserError` line naming what `env` lacks for `purpose`, and where the protocol is described
+    (plus `hint`, e.g. an adapter that would supply it)."""
     missing = lacks(env, names)
     if missing:
         described = "; ".join({**REQUIRED, **OPTIONAL}[name] for name in missing)
         raise UserError(f"{env_id} ({type(env).__name__}) cannot be used for {purpose}: it lacks {described} "
-                        f"(the goal-env protocol, common/goal_env.py)")
+                        f"(the goal-env protocol, common/goal_env.py){hint}")

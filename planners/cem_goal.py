@@ -71,6 +71,20 @@ def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None,
     return [usable[i % len(usable)] for i in range(count)]
 
 
+def make_env(config: PlanConfig, kwargs: dict[str, Any]) -> gym.Env:
+    """The env of `config`, wrapped in its goal-env adapter (`env_adapter`) when it names one."""
+    env = gym.make(config.env_id, **kwargs)
+    if not config.env_adapter:
+        return env
+    from envs.goal_adapter import wrap
+
+    try:
+        return wrap(env, config.env_adapter, config.adapter, config.env_id)
+    except Exception:
+        env.close()
+        raise
+
+
 def evaluate(config: PlanConfig) -> dict[str, Any]:
     """Run `config.episodes` episodes with the planner (or a baseline `agent`) and return the summary."""
     if config.agent not in AGENTS:
@@ -93,10 +107,12 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         kwargs.setdefault("image_size", model_config.get("data", {}).get("image_size", 64) if model_config else 64)
     else:
         kwargs.setdefault("render_mode", "rgb_array")
-    env = gym.make(config.env_id, **kwargs)
-    goal_env.require(env.unwrapped, config.env_id)
+    env = make_env(config, kwargs)
+    hint = ("; a gymnasium MuJoCo env gets it from env_adapter=mujoco" if not config.env_adapter
+            and callable(getattr(env.unwrapped, "set_state", None)) else "")
+    goal_env.require(goal_env.task(env), config.env_id, hint=hint)
     if config.agent == "oracle":
-        goal_env.require(env.unwrapped, config.env_id, ("expert_action",), "agent=oracle")
+        goal_env.require(goal_env.task(env), config.env_id, ("expert_action",), "agent=oracle")
     goals = None
     if config.goals == "dataset":
         if not ours:
@@ -143,7 +159,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "mean_steps_to_success": float(np.mean([r.steps for r in results if r.success])) if successes.any() else None,
         "subgoals": bool(config.subgoals),
         "mean_plan_seconds_per_step": float(np.mean([r.plan_seconds_per_step for r in results])),
-        "episodes": len(results), "env_id": config.env_id, "agent": config.agent,
+        "episodes": len(results), "env_id": config.env_id, "env_adapter": config.env_adapter, "agent": config.agent,
         "solver": config.solver.name if planner_agent else None,
         "fixed_dims": {str(d): v for d, v in config.fixed().items()} if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
         "max_steps": config.max_steps, "device": str(device), "torch_threads": threads,

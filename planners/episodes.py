@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from common import goal_env
 from planners.mpc import MPCPlanner, PlanStep
 
 
@@ -98,7 +99,7 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
     """One goal-reaching episode toward the env's goal image (or `goal_image`), scored by the env's own success
     test. The env implements the goal-env protocol (common/goal_env.py). `progress`: a progress-bar label (steps,
     distance, planning time), or None for no bar."""
-    task = env.unwrapped
+    task = goal_env.task(env)
     obs, info = env.reset(seed=seed, options=reset_options)
     goal = goal_image if goal_image is not None else task.goal_image()
     subgoals = list(task.subgoal_images()) if goal_image is None and hasattr(task, "subgoal_images") else []

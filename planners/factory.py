@@ -67,6 +67,8 @@ class PlanConfig:
     env_id: str = "FrankaReach-v0"
     env_module: str | None = "envs"  # imported first so the id is registered
     env_kwargs: dict[str, Any] | None = None
+    env_adapter: str | None = None  # mujoco: give an external gymnasium MuJoCo env the goal-env protocol
+    adapter: dict[str, Any] | None = None  # the adapter's settings (envs/goal_adapter.py MujocoGoalSettings)
     episodes: int = 10
     goals: str = "env"  # env | dataset
     goal_data: GoalDataConfig = field(default_factory=GoalDataConfig)
@@ -88,7 +90,8 @@ class PlanConfig:
 
 
 #: The PlanConfig settings a checkpoint may carry in its config.json (`planning`), so it is evaluated as reported.
-PLANNING_KEYS = ("env_id", "env_kwargs", "max_steps", "subgoals", "fixed_dims", "solver", "mpc")
+PLANNING_KEYS = ("env_id", "env_kwargs", "env_adapter", "adapter", "max_steps", "subgoals", "fixed_dims", "solver",
+                 "mpc")
 
 
 def checkpoint_planning(checkpoint: str | Path) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def with_checkpoint_planning(raw: dict[str, Any], typed: set[str]) -> dict[str, 
 
     merged = dict(raw)
     for key, value in planning.items():
-        if key in ("solver", "mpc") and isinstance(value, dict):
+        if key in ("solver", "mpc", "adapter") and isinstance(value, dict):
             merged[key] = {**(raw.get(key) or {}),
                            **{k: v for k, v in value.items() if not user_set(f"{key}.{k}")}}
         elif not user_set(key):

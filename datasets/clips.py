@@ -151,6 +151,11 @@ class ClipDataset(Dataset):
         recorded = self._loaded(0).actions if self.actions.keys else {}
         return self.actions.width(recorded, self.episodes[0].frameskip)
 
+    @property
+    def has_pose(self) -> bool:
+        """Whether `states` are robot poses (else an env's own state vector, `observation/env_state`)."""
+        return self._loaded(0).cartesian is not None
+
     def state_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and std of the states (T, STATE_DIM) over every readable episode of the split."""
         states = []

@@ -104,3 +104,16 @@ def test_an_external_mujoco_env_goes_from_collection_to_training_planning_and_ev
                                         r"goal_image\(\).* a gymnasium MuJoCo env gets it from env_adapter=mujoco$"):
         evaluate(build_config(PlanConfig, {"env_id": "Reacher-v5", "env_module": None, "agent": "random",
                                            "env_kwargs": {"width": 32, "height": 32}, "episodes": 1, "video_dir": None}))
+
+
+def test_a_readout_is_refused_on_episodes_without_a_robot_pose(tmp_path):
+    collect(CollectConfig(env_id="Reacher-v5", env_module=None, env_kwargs={"width": 32, "height": 32},
+                          out=str(tmp_path / "data"), num_episodes=2, max_steps=6, workers=1), progress=False)
+    overrides = TINY_LEWM + [f"data.root={tmp_path / 'data'}", "data.image_size=32", "data.action_mode=recorded",
+                             "data.recorded_actions=[env]", f"out={tmp_path / 'run'}", "optim.steps=1",
+                             "optim.batch_size=2", "progress=false", "model.readout_weight=0.5"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        config = train_config(compose("train", overrides=overrides))
+    with pytest.raises(ValueError, match=r"model.readout_weight > 0 trains a readout of the robot pose .* set "
+                                         r"model.readout_weight=0 or collect with a state_fn"):
+        train(config)

@@ -210,6 +210,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     train_set = CachedFeatureClips(train_clips, cache) if cache else train_clips
     val_set = CachedFeatureClips(val_clips, cache) if cache else val_clips
     model, model_config = initial_model(config, train_clips.action_dim)
+    if model.readout is not None and not train_clips.has_pose:
+        raise ValueError(f"model.readout_weight > 0 trains a readout of the robot pose (states {list(model.readout.dims)}), "
+                         f"which {config.data.root} lacks (its episodes hold only observation/env_state: collected "
+                         f"without a state_fn); set model.readout_weight=0 or collect with a state_fn")
     if model.readout is not None:  # normalise the readout's targets with the training split's statistics
         mean, std = train_clips.state_statistics()
         dims = model.readout.dims

@@ -27,12 +27,13 @@ import numpy as np
 from common import goal_env
 from common.cli import command_line_keys
 from common.device import pick_device
+from common.droid import CONTROL_HZ
 from common.seeding import evaluation_seed
 from datasets.index import load_index
 from datasets.reader import EpisodeReader
 from datasets.schema import JOINTS
 from envs.policies import make_policy
-from planners.actions import franka_delta_pose_adapter
+from planners.actions import ActionRate, franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
 from planners.factory import PlanConfig, build_planner, load_model, plan_settings, set_threads
@@ -122,9 +123,12 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
 
     agent: Agent
     if planner_agent:
-        planner = build_planner(model, model_config, config.solver, config.mpc, config.fixed(), device, config.seed, env)
+        control_hz = config.control_hz or float(env.metadata.get("render_fps") or CONTROL_HZ)  # as collect records it
+        rate = ActionRate.for_model(model_config.get("data", {}), control_hz)
+        planner = build_planner(model, model_config, config.solver, config.mpc, config.fixed(), device, config.seed, env,
+                                rate)
         delta_pose = model_config.get("data", {}).get("action_mode") == "delta_pose"
-        agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None, config.subgoals)
+        agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None, config.subgoals, rate)
     else:  # random: correlated noise in the env's action box; oracle: the env's scripted expert (knows the goal)
         agent = PolicyAgent(make_policy("random" if config.agent == "random" else "expert", expert_noise=0.0))
 
@@ -161,7 +165,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "mean_plan_seconds_per_step": float(np.mean([r.plan_seconds_per_step for r in results])),
         "episodes": len(results), "env_id": config.env_id, "env_adapter": config.env_adapter, "agent": config.agent,
         "solver": config.solver.name if planner_agent else None,
-        "fixed_dims": {str(d): v for d, v in config.fixed().items()} if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
+        "fixed_dims": {str(d): v for d, v in config.fixed().items()} if planner_agent else None,
+        "frameskip": rate.skip if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
         "max_steps": config.max_steps, "device": str(device), "torch_threads": threads,
         "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
     }

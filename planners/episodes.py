@@ -56,12 +56,13 @@ class Agent(Protocol):
 class PlannerAgent:
     """The MPC planner; `to_env_action(model_action, obs)` maps its actions to the env's (identity if None).
 
-    With `subgoals`, it plans through the env's sub-goal images (`info["subgoal_images"]`) before the goal.
+    With `subgoals`, it plans through the env's sub-goal images (`info["subgoal_images"]`) before the goal. With a
+    `rate` (planners.actions.ActionRate) each model action becomes the `rate.skip` env actions it stands for.
     """
 
     def __init__(self, planner: MPCPlanner, to_env_action: Callable[[np.ndarray, Any], np.ndarray] | None = None,
-                 subgoals: bool = False):
-        self.planner, self.to_env_action, self.subgoals = planner, to_env_action, subgoals
+                 subgoals: bool = False, rate: Any = None):
+        self.planner, self.to_env_action, self.subgoals, self.rate = planner, to_env_action, subgoals, rate
 
     def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None:
         subgoals = list(info.get("subgoal_images", [])) if self.subgoals else []
@@ -70,7 +71,10 @@ class PlannerAgent:
     def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
         pixels, state = observe(env, obs)
         convert = self.to_env_action
-        return [(lambda o, a=a: convert(a, o)) if convert else (lambda o, a=a: a) for a in self.planner.act(pixels, state).numpy()]
+        actions = self.planner.act(pixels, state).numpy()
+        if self.rate is not None:
+            actions = [a for model_action in actions for a in self.rate.to_env(model_action)]
+        return [(lambda o, a=a: convert(a, o)) if convert else (lambda o, a=a: a) for a in actions]
 
     def plan_seconds_per_step(self) -> float:
         seconds = self.planner.plan_seconds

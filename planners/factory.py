@@ -78,6 +78,7 @@ class PlanConfig:
     threads: int | None = None  # torch threads for planning (None: torch's default, one per core)
     video_dir: str | None = "runs/cem_goal"  # per episode: labelled MP4 and a PNG of diagnostics plots
     subgoals: bool = False  # plan through the env's sub-goal images (info["subgoal_images"]) before the goal
+    control_hz: float | None = None  # the env's control rate, for a model trained at data.fps (None: its render_fps, else 15)
     progress: bool = True  # a progress bar per episode (steps, distance, planning time) on stderr
     fixed_dims: list[int] | dict[int, float] | None = None  # action dims held at 0 (a list) or at given values
     solver: SolverConfig = field(default_factory=SolverConfig)
@@ -90,8 +91,8 @@ class PlanConfig:
 
 
 #: The PlanConfig settings a checkpoint may carry in its config.json (`planning`), so it is evaluated as reported.
-PLANNING_KEYS = ("env_id", "env_kwargs", "env_adapter", "adapter", "max_steps", "subgoals", "fixed_dims", "solver",
-                 "mpc")
+PLANNING_KEYS = ("env_id", "env_kwargs", "env_adapter", "adapter", "control_hz", "max_steps", "subgoals", "fixed_dims",
+                 "solver", "mpc")
 
 
 def checkpoint_planning(checkpoint: str | Path) -> dict[str, Any]:
@@ -181,14 +182,18 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> tu
     return model, config, checkpoint
 
 
-def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: Any = None) -> Bounds:
-    """Action bounds in the model's action space: DROID's delta-pose limits, or the env's own box."""
+def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: Any = None, rate: Any = None) -> Bounds:
+    """Action bounds in the model's action space: DROID's delta-pose limits, or the env's own box; with a
+    frameskip (`rate`, a planners.actions.ActionRate) the box of the env actions one model action stands for."""
     if config.get("data", {}).get("action_mode", "delta_pose") == "delta_pose":
         bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed=fixed)
+        if rate is not None:
+            low, high = rate.bounds(bounds.low.numpy(), bounds.high.numpy())
+            bounds = Bounds(torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32), fixed)
     elif env is not None:
         space = env.action_space
-        bounds = Bounds(torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32),
-                        fixed)
+        low, high = (space.low, space.high) if rate is None else rate.bounds(space.low, space.high)
+        bounds = Bounds(torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32), fixed)
     else:
         raise ValueError("a model trained on recorded actions needs the env's action space for its bounds")
     bad = [d for d in fixed if not 0 <= d < len(bounds.low)]
@@ -206,8 +211,10 @@ def resolve_mpc(model: WorldModelLike, mpc: MPCConfig) -> MPCConfig:
 
 
 def build_planner(model: WorldModelLike, model_config: dict[str, Any], solver: SolverConfig, mpc: MPCConfig,
-                  fixed: dict[int, float], device: torch.device, seed: int, env: Any = None) -> MPCPlanner:
-    """An MPC planner over `model` with the given solver and MPC settings."""
+                  fixed: dict[int, float], device: torch.device, seed: int, env: Any = None, rate: Any = None
+                  ) -> MPCPlanner:
+    """An MPC planner over `model` with the given solver and MPC settings (`rate`: the model's frameskip mapping,
+    planners.actions.ActionRate, for its bounds)."""
     image_size = model_config.get("data", {}).get("image_size")
-    return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env), resolve_mpc(model, mpc), device,
+    return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env, rate), resolve_mpc(model, mpc), device,
                       image_size)  # the planner moves the bounds to its device, where the candidates are sampled

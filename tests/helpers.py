@@ -71,8 +71,10 @@ def corrupt_copy(good: Path, dst: Path, kind: str) -> Path:
     return dst
 
 
-def tiny_checkpoint(folder: Path, image_size: int = 32, seed: int = 0) -> Path:
-    """A randomly initialised, very small LeWorldModel checkpoint (no training): for plumbing tests."""
+def tiny_checkpoint(folder: Path, image_size: int = 32, seed: int = 0, action_dim: int = 7,
+                    data: dict | None = None) -> Path:
+    """A randomly initialised, very small LeWorldModel checkpoint (no training): for plumbing tests (`data`
+    updates its data settings, e.g. a frameskip and recorded actions)."""
     import torch
 
     from world_model.checkpoints import save_checkpoint
@@ -82,10 +84,10 @@ def tiny_checkpoint(folder: Path, image_size: int = 32, seed: int = 0) -> Path:
     config = {"family": "lewm", "history": 2,
               "encoder": {"img_size": image_size, "patch_size": 8, "width": 32, "depth": 1, "num_heads": 2,
                           "embed_dim": 16, "projector_hidden": 32},
-              "predictor": {"width": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "action_dim": 7, "state_dim": 0,
+              "predictor": {"width": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "action_dim": action_dim, "state_dim": 0,
                             "max_frames": 8},
               "data": {"image_size": image_size, "camera": None, "fps": None, "frameskip": None,
-                       "action_mode": "delta_pose", "recorded_actions": [], "recorded_reduce": "sum"}}
+                       "action_mode": "delta_pose", "recorded_actions": [], "recorded_reduce": "sum", **(data or {})}}
     model = build_model(config).eval()
     with torch.no_grad():  # AdaLN-zero starts action-blind: give every all-zero weight a random value
         for param in model.parameters():

@@ -93,7 +93,7 @@ class MujocoGoalEnv(gym.Wrapper):
             self.set_state(recorded["goal_qpos"], recorded.get("goal_qvel", np.zeros(base.model.nv)))
             path = []
         else:
-            path = self._random_path(0 if seed is None else seed)
+            path = self._random_path(int(base.np_random.integers(2**31)) if seed is None else seed)
         self.goal_qpos, self.goal_qvel = self._state()
         self.set_state(self.goal_qpos, self.goal_qvel)  # after mj_step the kinematics lag qpos by a step: recompute
         self.goal_point = self._point()

@@ -1,7 +1,11 @@
-"""Training schedules as plain functions of the step (V-JEPA's recipe).
+"""Training schedules as plain functions of the step (the V-JEPA, V-JEPA 2 and V-JEPA 2-AC recipes).
 
 V-JEPA computes its schedules over 1.25x the steps it trains for (`stretch`), so
 training stops before the learning rate reaches its floor and the EMA momentum 1.
+V-JEPA 2 and 2.1 replace the cosine by warm-up -> long constant -> cool-down, with the
+boundaries given here as fractions of the run (seed `000_57dac4a534ebac6b.txt`, "Training
+schedules": 12K warm-up, 228K constant, 12K cool-down of 252K), so a short CPU run keeps
+the recipe's proportions.
 """
 
 from __future__ import annotations
@@ -38,3 +42,26 @@ def warmup_constant_decay(step: int, total: int, warmup: int, decay: int, start:
     if step < total - decay:
         return peak
     return peak + (final - peak) * min((step - (total - decay)) / max(decay, 1), 1.0)
+
+
+def phase_boundaries(total: int, warmup_fraction: float, cooldown_fraction: float) -> tuple[int, int]:
+    """(first constant step, first cool-down step) of a `total`-step warm-up/constant/cool-down run."""
+    warmup = int(round(warmup_fraction * total))
+    cooldown = total - int(round(cooldown_fraction * total))
+    if not 0 <= warmup <= cooldown <= total:
+        raise ValueError(f"warm-up fraction {warmup_fraction} + cool-down fraction {cooldown_fraction} must fit in "
+                         f"the run (0 <= warm-up <= 1 - cool-down)")
+    return warmup, cooldown
+
+
+def warmup_constant_cooldown(step: int, total: int, warmup_fraction: float, cooldown_fraction: float, start: float,
+                             peak: float, final: float, cooldown_start: float | None = None) -> float:
+    """V-JEPA 2 / 2.1: linear warm-up from `start` to `peak`, constant `peak`, then linear cool-down from
+    `cooldown_start` (default `peak`; V-JEPA 2.1 cools from 6e-4 after a 5.25e-4 plateau) to `final` at `total`."""
+    warmup, cooldown = phase_boundaries(total, warmup_fraction, cooldown_fraction)
+    if step < warmup:
+        return start + (peak - start) * step / max(warmup, 1)
+    if step < cooldown:
+        return peak
+    high = peak if cooldown_start is None else cooldown_start
+    return high + (final - high) * min((step - cooldown) / max(total - cooldown, 1), 1.0)

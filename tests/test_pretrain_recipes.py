@@ -1,0 +1,87 @@
+"""The V-JEPA 2 and 2.1 recipes of the seed (000_57dac4a534ebac6b.txt, "Training schedules") as pretrain settings."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_dataset
+
+from common.config import ConfigError
+from world_model.checkpoints import load_encoder
+from world_model.encoder import EncoderConfig
+from world_model.jepa_predictor import PredictorConfig
+from world_model.pretrain import (
+    VJEPA,
+    DataConfig,
+    OptimConfig,
+    PretrainConfig,
+    ProgressiveConfig,
+    pretrain,
+)
+from world_model.schedules import phase_boundaries, warmup_constant_cooldown
+
+torch.set_num_threads(1)
+
+
+def test_vjepa2_schedule_keeps_the_seeds_proportions_and_fixes_ema_and_weight_decay():
+    assert phase_boundaries(252, 12 / 252, 12 / 252) == (12, 240)  # the seed's 12K / 228K / 12K
+    o = OptimConfig(schedule="vjepa2", steps=504, start_lr=0.0, lr=5e-4, final_lr=0.0, weight_decay=0.04,
+                    ema=(0.99925, 0.99925), warmup_fraction=12 / 252, cooldown_fraction=12 / 252)
+    lrs = [o.at(s)[0] for s in range(505)]
+    assert lrs[0] == 0.0 and lrs[12] == pytest.approx(2.5e-4)  # linear warm-up over 24 steps
+    assert all(lr == 5e-4 for lr in lrs[24:481])  # the long constant
+    assert lrs[492] == pytest.approx(2.5e-4) and lrs[504] == pytest.approx(0.0)  # linear cool-down over 24 steps
+    assert all(a >= b for a, b in zip(lrs[480:], lrs[481:]))
+    assert {o.at(s)[1:] for s in range(0, 505, 7)} == {(0.04, 0.99925)}  # fixed, not ramped
+    # V-JEPA 2.1: the cool-down starts from its own rate (6e-4 after a 5.25e-4 plateau)
+    assert warmup_constant_cooldown(135, 147, 12 / 147, 12 / 147, 1e-4, 5.25e-4, 1e-6, 6e-4) == pytest.approx(6e-4)
+    assert warmup_constant_cooldown(147, 147, 12 / 147, 12 / 147, 1e-4, 5.25e-4, 1e-6, 6e-4) == pytest.approx(1e-6)
+    ramped = OptimConfig(steps=100)  # the first V-JEPA recipe still ramps both
+    assert ramped.at(0)[1:] != ramped.at(50)[1:]
+
+
+def _config(root, out, steps=8, **kwargs):
+    kwargs.setdefault("progressive", ProgressiveConfig(switch_at=0.5, num_frames=4, image_size=32))
+    return PretrainConfig(
+        data=DataConfig(root=str(root), split="all", image_size=16, crop_scale=(0.5, 1.0)),
+        encoder=EncoderConfig(size="micro", img_size=32, patch_size=8, depth=2), num_frames=2,
+        predictor=PredictorConfig(embed_dim=48, depth=1, num_heads=4),
+        optim=OptimConfig(schedule="vjepa2", steps=steps, batch_size=4, warmup_fraction=0.25, cooldown_fraction=0.25,
+                          ema=(0.99, 0.99)),
+        out=str(out), progress=False, checkpoint_every=1000, log_every=1, **kwargs)
+
+
+def test_progressive_resolution_switches_at_the_configured_fraction(tmp_path, monkeypatch):
+    make_dataset(tmp_path / "data", num_episodes=2, length=12, image_size=32)
+    seen = []
+    original = VJEPA.loss
+
+    def spy(self, video, masks, teacher_size=None):
+        seen.append(tuple(video.shape[2:]))
+        return original(self, video, masks, teacher_size)
+
+    monkeypatch.setattr(VJEPA, "loss", spy)
+    summary = pretrain(_config(tmp_path / "data", tmp_path / "run", steps=8,
+                               progressive=ProgressiveConfig(switch_at=0.75, num_frames=4, image_size=32)))
+    assert summary["steps"] == 8
+    assert seen == [(2, 16, 16)] * 6 + [(4, 32, 32)] * 2  # 2 frames at 16 px, then 4 frames at 32 px from step 6
+    config = json.loads((tmp_path / "run" / "checkpoints" / "last" / "config.json").read_text())
+    assert config["num_frames"] == 4 and config["encoder"]["img_size"] == 32  # what the frozen encoder last saw
+    with pytest.raises(ConfigError, match="progressive.switch_at: expected a fraction of the run in"):
+        pretrain(_config(tmp_path / "data", tmp_path / "x", progressive=ProgressiveConfig(switch_at=1.5)))
+
+
+@pytest.mark.parametrize("stop_at", [3, 4, 6])  # before, at and after the switch (step 4)
+def test_resume_is_exact_across_the_resolution_switch(tmp_path, stop_at):
+    make_dataset(tmp_path / "data", num_episodes=2, length=12, image_size=32)
+    straight = pretrain(_config(tmp_path / "data", tmp_path / "a"))
+    cfg = _config(tmp_path / "data", tmp_path / "b", stop_at=stop_at)
+    assert pretrain(cfg)["steps"] == stop_at
+    cfg.stop_at, cfg.resume = None, True
+    resumed = pretrain(cfg)
+    assert resumed["history"] == straight["history"]
+    a = load_encoder(tmp_path / "a" / "checkpoints" / "last").state_dict()
+    b = load_encoder(tmp_path / "b" / "checkpoints" / "last").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+

@@ -14,6 +14,7 @@ from world_model.jepa_predictor import PredictorConfig
 from world_model.pretrain import (
     VJEPA,
     DataConfig,
+    ImagesConfig,
     OptimConfig,
     PretrainConfig,
     ProgressiveConfig,
@@ -85,3 +86,60 @@ def test_resume_is_exact_across_the_resolution_switch(tmp_path, stop_at):
     b = load_encoder(tmp_path / "b" / "checkpoints" / "last").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+
+def test_a_joint_step_steps_both_the_video_and_the_image_loss(tmp_path):
+    make_dataset(tmp_path / "data", num_episodes=2, length=12, image_size=32)
+    runs = {}
+    for weight in (1.0, 0.0):
+        cfg = _config(tmp_path / "data", tmp_path / f"w{weight}", steps=3, progressive=ProgressiveConfig(),
+                      images=ImagesConfig(batch_size=4, weight=weight))
+        runs[weight] = pretrain(cfg)
+    joint = runs[1.0]
+    assert len(joint["parts"]["video"]) == len(joint["parts"]["image"]) == 3  # both parts logged every step
+    assert joint["history"] == pytest.approx([v + i for v, i in zip(joint["parts"]["video"], joint["parts"]["image"])])
+    assert runs[0.0]["history"] == pytest.approx(runs[0.0]["parts"]["video"])
+    # same data, masks and RNG draws; only the image loss's gradient differs -> it moved the weights
+    a = load_encoder(tmp_path / "w1.0" / "checkpoints" / "last").state_dict()
+    b = load_encoder(tmp_path / "w0.0" / "checkpoints" / "last").state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    # and each part alone has a gradient on the shared encoder
+    model = VJEPA(EncoderConfig(size="micro", img_size=32, patch_size=8, depth=1), PredictorConfig(48, 1, 4))
+    from world_model.masks import VJEPA_MASKS, batch_masks
+
+    rng = np.random.default_rng(0)
+    for video in (torch.randn(2, 3, 4, 16, 16), torch.randn(2, 3, 1, 16, 16)):  # a clip, an image
+        masks = [batch_masks(2, model.encoder.grid(video), spec, rng) for spec in VJEPA_MASKS]
+        model.zero_grad()
+        model.loss(video, masks)[0].backward()
+        assert model.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_distillation_takes_targets_from_the_low_resolution_teacher_frozen_at_the_switch(tmp_path):
+    make_dataset(tmp_path / "data", num_episodes=2, length=12, image_size=32)
+    distill = ProgressiveConfig(switch_at=0.5, num_frames=4, image_size=32, distill=True)
+    pretrain(_config(tmp_path / "data", tmp_path / "before", progressive=distill, stop_at=4))
+    pretrain(_config(tmp_path / "data", tmp_path / "run", progressive=distill))
+    from safetensors.torch import load_file
+
+    before = load_file(tmp_path / "before" / "checkpoints" / "last" / "model.safetensors")
+    after = load_file(tmp_path / "run" / "checkpoints" / "last" / "model.safetensors")
+    teacher = {k[len("teacher."):]: v for k, v in after.items() if k.startswith("teacher.")}
+    assert teacher and all(torch.equal(v, before[f"target_encoder.{k}"]) for k, v in teacher.items())
+    assert any(not torch.equal(v, after[f"target_encoder.{k}"]) for k, v in teacher.items())  # the student moved on
+    model = VJEPA(EncoderConfig(size="micro", img_size=32, patch_size=8, depth=1), PredictorConfig(48, 1, 4), teacher=True)
+    targets = model.targets(torch.randn(2, 3, 4, 32, 32), teacher_size=16)
+    assert targets.shape == (2, 2 * 4 * 4, 96)  # the teacher's 2x2x2 grid interpolated to the student's 2x4x4
+    with pytest.raises(ConfigError, match="progressive.distill: needs progressive.switch_at"):
+        pretrain(_config(tmp_path / "data", tmp_path / "x", progressive=ProgressiveConfig(distill=True)))
+
+
+def test_resume_is_exact_across_the_switch_with_joint_images_and_distillation(tmp_path):
+    make_dataset(tmp_path / "data", num_episodes=2, length=12, image_size=32)
+    extra = {"images": ImagesConfig(batch_size=3),
+             "progressive": ProgressiveConfig(switch_at=0.5, num_frames=4, image_size=32, distill=True)}
+    straight = pretrain(_config(tmp_path / "data", tmp_path / "a", **extra))
+    cfg = _config(tmp_path / "data", tmp_path / "b", stop_at=3, **extra)
+    pretrain(cfg)
+    cfg.stop_at, cfg.resume = None, True
+    resumed = pretrain(cfg)
+    assert resumed["history"] == straight["history"] and resumed["parts"] == straight["parts"]

@@ -41,6 +41,7 @@ class ACPredictorConfig:
     max_frames: int = 64
     time_positions: str = "rope"  # "rope": relative, rollouts cache keys/values; "absolute": the pre-cache scheme
     window: int = 0  # frames a token attends to (its own and earlier ones); 0: all. Models set their history.
+    dropout: float = 0.0  # attention and MLP dropout while training (LeWorldModel: 0.1); none in eval mode
 
     def __post_init__(self) -> None:
         if self.time_positions not in TIME_POSITIONS:
@@ -94,14 +95,14 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
 class AdaLNBlock(nn.Module):
     """Transformer block whose LayerNorms are modulated by a per-token conditioning vector (zero-initialised)."""
 
-    def __init__(self, width: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float, dropout: float = 0.0):
         super().__init__()
-        self.num_heads = num_heads
+        self.num_heads, self.dropout = num_heads, dropout
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(width, int(width * mlp_ratio), act_layer=lambda: nn.GELU(approximate="tanh"))
+        self.mlp = Mlp(width, int(width * mlp_ratio), act_layer=lambda: nn.GELU(approximate="tanh"), drop=dropout)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
         nn.init.zeros_(self.adaLN_modulation[1].weight)
         nn.init.zeros_(self.adaLN_modulation[1].bias)
@@ -124,7 +125,7 @@ class AdaLNBlock(nn.Module):
         if past is not None:
             k = torch.cat([past[0].expand(b, -1, -1, -1), k], dim=2)
             v = torch.cat([past[1].expand(b, -1, -1, -1), v], dim=2)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         x = x + gate1 * self.proj(attn.transpose(1, 2).reshape(b, t, n, c))
         return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2)), (k, v)
 
@@ -141,7 +142,8 @@ class ACPredictor(nn.Module):
         self.action_embed = nn.Sequential(nn.Linear(config.action_dim, w), nn.SiLU(), nn.Linear(w, w))
         self.state_embed = (nn.Sequential(nn.Linear(config.state_dim, w), nn.SiLU(), nn.Linear(w, w))
                             if config.state_dim else None)
-        self.blocks = nn.ModuleList([AdaLNBlock(w, config.num_heads, config.mlp_ratio) for _ in range(config.depth)])
+        self.blocks = nn.ModuleList([AdaLNBlock(w, config.num_heads, config.mlp_ratio, config.dropout)
+                                     for _ in range(config.depth)])
         self.norm = nn.LayerNorm(w, eps=1e-6)
         self.output_proj = nn.Linear(w, embed_dim)
         self.apply(self._init)

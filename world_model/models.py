@@ -370,6 +370,8 @@ class LeWMEncoderSettings:
 class LeWMSettings(ModelSettings):
     family: str = "lewm"
     encoder: LeWMEncoderSettings = field(default_factory=LeWMEncoderSettings)
+    # LeWorldModel trains its predictor with 10 % dropout (seed 000_57dac4a534ebac6b.txt, "Training stability tricks")
+    predictor: ACPredictorConfig = field(default_factory=lambda: ACPredictorConfig(dropout=0.1))
     sigreg_lambda: float = 0.1
     sigreg_projections: int = 1024
 

@@ -36,7 +36,7 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if not line.startswith("import time:")]
 
 
-@pytest.mark.parametrize("config", sorted(COMMANDS) + ["model/lewm", "model/vjepa_ac", "model/vjepa2_ac"])
+@pytest.mark.parametrize("config", sorted(COMMANDS) + ["model/lewm", "model/vjepa_ac", "model/vjepa2_ac", "model/cjepa"])
 def test_every_setting_of_every_command_is_on_its_help_page(config):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         cfg = compose(config)
@@ -76,7 +76,7 @@ def test_train_help_lists_its_groups_and_the_preset_values():
     (["optim.stepz=3"], "error: unknown setting optim.stepz (optim has: batch_size, decay, final_lr, grad_clip, lr, "
                         "start_lr, steps, warmup, weight_decay); to add a setting the config does not list, write "
                         "+optim.stepz=3"),
-    (["model=lewn", "data.root=x"], "error: unknown model 'lewn'; options: lewm, vjepa2_ac, vjepa_ac"),
+    (["model=lewn", "data.root=x"], "error: unknown model 'lewn'; options: cjepa, lewm, vjepa2_ac, vjepa_ac"),
     (["model=lewm"], "error: missing argument 'data.root' (usage: python " + str(ROOT / "world_model/train.py")
                      + " data.root=... [key=value ...]; --help lists the settings)"),
     (["optim.steps=[1,"], "error: cannot read the override: no viable alternative at input '[1,'"),

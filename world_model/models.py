@@ -488,4 +488,5 @@ def load_world_model(folder: str | os.PathLike, device: str | torch.device = "cp
     return model.to(device).eval(), config
 
 
+import world_model.cjepa  # noqa: E402, F401 - registers the C-JEPA-style object-centric family (`cjepa`)
 import world_model.vjepa2_ac  # noqa: E402, F401 - registers Meta's released V-JEPA 2-AC family (`vjepa2_ac`)

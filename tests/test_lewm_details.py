@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from helpers import make_dataset
 
@@ -97,6 +96,6 @@ def test_training_with_dropout_resumes_exactly(tmp_path):
 
     straight = run("a")
     run("b", "stop_at=3")
-    # the dropout masks continue as in one run (the RNG state is in the checkpoint): equal to float rounding (~1e-7;
-    # bit-identical without dropout, see test_train.py)
-    assert run("b", "resume=true")["history"] == pytest.approx(straight["history"], rel=1e-5)
+    # the dropout masks continue as in one run: the RNG state is in the checkpoint, and the validation at the stop
+    # step draws nothing from it
+    assert run("b", "resume=true")["history"] == straight["history"]

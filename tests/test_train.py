@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_LEWM = ["model=lewm", "model.encoder.img_size=32", "model.encoder.depth=2", "model.encoder.width=48",
              "model.encoder.num_heads=4", "model.encoder.embed_dim=32", "model.encoder.projector_hidden=64",
              "model.predictor.width=48", "model.predictor.depth=2", "model.predictor.num_heads=4",
-             "model.sigreg_projections=64", "model.predictor.dropout=0.0"]
+             "model.sigreg_projections=64"]
 TINY_AC = ["model=vjepa_ac", "model.predictor.width=48", "model.predictor.depth=2", "model.predictor.num_heads=4"]
 
 

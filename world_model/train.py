@@ -256,7 +256,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         model.eval()
         losses = []
         with torch.no_grad():
-            vloader = DataLoader(val_set, batch_size=o.batch_size, shuffle=False)
+            # its own generator: iterating a loader without one draws from the global RNG, so a validation at a
+            # stop_at step would shift the dropout masks of a resumed run away from a straight one's
+            vloader = DataLoader(val_set, batch_size=o.batch_size, shuffle=False, generator=torch.Generator())
             for i, batch in enumerate(vloader):
                 if i >= config.val_batches:
                     break

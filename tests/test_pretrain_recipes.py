@@ -143,3 +143,26 @@ def test_resume_is_exact_across_the_switch_with_joint_images_and_distillation(tm
     cfg.stop_at, cfg.resume = None, True
     resumed = pretrain(cfg)
     assert resumed["history"] == straight["history"] and resumed["parts"] == straight["parts"]
+
+
+def test_the_presets_carry_the_seeds_recipes():
+    from hydra import compose, initialize_config_dir
+
+    from common.cli import CONFIG_DIR
+    from common.config import build_config
+
+    def preset(name):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            return build_config(PretrainConfig, compose("pretrain", [f"experiment={name}", "data.root=/d"]))
+
+    v2, v21 = preset("franka_vjepa2_pretrain"), preset("franka_vjepa2_1_pretrain")
+    for cfg in (v2, v21):
+        assert cfg.optim.schedule == "vjepa2" and cfg.optim.ema == (0.99925, 0.99925) and cfg.optim.weight_decay == 0.04
+        assert cfg.progressive.image_size == cfg.encoder.img_size > cfg.data.image_size
+        assert cfg.progressive.num_frames > cfg.num_frames
+        warmup, cooldown = phase_boundaries(cfg.optim.steps, cfg.optim.warmup_fraction, cfg.optim.cooldown_fraction)
+        assert round(cfg.progressive.switch_at * cfg.optim.steps) == cooldown  # higher resolution in the cool-down
+    assert phase_boundaries(252, v2.optim.warmup_fraction, v2.optim.cooldown_fraction) == (12, 240)
+    assert phase_boundaries(147, v21.optim.warmup_fraction, v21.optim.cooldown_fraction) == (12, 135)
+    assert v2.images.batch_size == 0 and v21.images.batch_size > 0
+    assert (v21.optim.start_lr, v21.optim.lr, v21.optim.cooldown_lr, v21.optim.final_lr) == (1e-4, 5.25e-4, 6e-4, 1e-6)

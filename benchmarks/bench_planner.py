@@ -88,8 +88,8 @@ def lewm_size(cfg: Any) -> dict[str, float]:
         model = lewm_size_model(seed=cfg.seed).to(device)
         z, goal = torch.randn(3, 1, 192, device=device), torch.randn(1, 192, device=device)
         for precision in ("float32", "bfloat16"):
-            cost = rollout_cost(model, z, [LatentGoalCost(goal)], context_actions=torch.zeros(2, 7, device=device),
-                                precision=precision)
+            cost = rollout_cost(model, z, [LatentGoalCost(goal, final_only=c.final_only)],
+                                context_actions=torch.zeros(2, 7, device=device), precision=precision)
             seconds = _timed_plans(solver_config.make(cfg.seed), cost, c.horizon, bounds.to(device), cfg.repeats)
             key = "lewm_size_plan_s" + ("_bf16" if precision == "bfloat16" else "") + ("_gpu" if device == "cuda" else "")
             figures[key] = seconds

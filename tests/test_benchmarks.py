@@ -142,7 +142,7 @@ def test_bench_peer_without_peer_prints_ours_only():
     figures = json.loads(lines[0])
     assert figures["ours_plan_s"] > 0 and len(figures["ours_plans_s"]) == 3
     assert figures["ours_gflop_per_plan"] > 0 and figures["ours_mflop_per_token"] > 0 and figures["ours_params"] > 0
-    assert "ACPredictor depth 1" in figures["ours_model"] and figures["ours_solver"].startswith("cem samples=8")
+    assert "ACPredictor depth 1" in figures["ours_model"] and figures["ours_solver"].startswith("icem samples=8")
     for key in ("peer_plan_s", "ratio", "peer_gflop_per_plan", "peer_mflop_per_token", "peer_model"):
         assert figures[key] is None, key
 

@@ -42,7 +42,7 @@ def _compose(name, overrides):
 
 def test_every_planning_config_builds_and_a_typo_is_refused():
     plan = build_config(PlanConfig, _compose("cem_goal", []))
-    assert plan.solver.name == "cem" and plan.fixed() == {3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0}
+    assert plan.solver.name == "icem" and plan.fixed() == {3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0}
     with pytest.raises(ConfigError, match="solver.sampels"):
         build_config(PlanConfig, _compose("cem_goal", ["+solver.sampels=10"]))
     assert build_config(PlanConfig, _compose("cem_goal", ["fixed_dims=[]"])).fixed() == {}  # a list is replaced,

@@ -11,6 +11,8 @@ Prints one JSON line:
   re-running the 3-frame window), for comparison;
 - `default_plan_s`: seconds per plan of the shipped default model with its planning settings (its config.json,
   over configs/cem_goal.yaml), from a real observation and goal of FrankaReach-v0;
+- with `compare=true`, `ab_uncached_cem_s` / `ab_cached_cem_s` / `ab_cached_chosen_s`: seconds per plan of each
+  repeat, interleaved: CEM 300 x 30 re-running the window, the same CEM cached, the chosen solver cached;
 - `rollout_gflops`: floating-point throughput of the LeWM-size rollouts (one 300-candidate rollout, counted and
   timed), `matmul_gflops`: this machine's float32 matmul throughput (`matmul_size` squared) as the ceiling,
   `rollout_fraction_of_matmul` their ratio; `torch_threads`.
@@ -109,6 +111,27 @@ def lewm_size(cfg: Any) -> dict[str, float]:
     return figures
 
 
+def interleaved_comparison(cfg: Any) -> dict[str, list[float]]:
+    """Seconds per plan, interleaved (A B C, `repeats` rounds): CEM 300 x 30 re-running the window (before
+    cached rollouts), the same CEM with cached rollouts, and the chosen solver with cached rollouts."""
+    c = cfg.lewm
+    bounds = Bounds.droid(gripper=(-1.0, 1.0))
+    z, goal = torch.randn(3, 1, 192), torch.randn(1, 192)
+    cem = SolverConfig(name="cem", samples=300, elites=30, iterations=30)
+    setups = {"uncached_cem": ("absolute", cem), "cached_cem": ("rope", cem),
+              "cached_chosen": ("rope", build_config(SolverConfig, plain(c.solver)))}
+    costs = {name: rollout_cost(lewm_size_model(time_positions, cfg.seed), z, [LatentGoalCost(goal, final_only=c.final_only)],
+                                context_actions=torch.zeros(2, 7)) for name, (time_positions, _) in setups.items()}
+    times: dict[str, list[float]] = {f"ab_{name}_s": [] for name in setups}
+    for round_ in range(cfg.repeats + 1):  # the first round warms up
+        for name, (_, solver) in setups.items():
+            start = time.perf_counter()
+            solver.make(cfg.seed).solve(costs[name], c.horizon, bounds)
+            if round_:
+                times[f"ab_{name}_s"].append(round(time.perf_counter() - start, 4))
+    return times
+
+
 def _rollout_throughput(cost: Callable, samples: int, horizon: int, repeats: int) -> dict[str, float]:
     actions = torch.zeros(samples, horizon, 7)
     with torch.no_grad():
@@ -155,6 +178,8 @@ def main(cfg: Any) -> None:
     figures["rollout_fraction_of_matmul"] = figures["rollout_gflops"] / figures["matmul_gflops"]
     if cfg.checkpoint:
         figures.update(default_model(cfg))
+    if cfg.compare:
+        figures.update(interleaved_comparison(cfg))
     figures["torch_threads"] = torch.get_num_threads()
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
 

@@ -226,7 +226,8 @@ def test_run_robot_stops_on_a_lost_server_and_keeps_what_it_recorded(tmp_path):
     out = tmp_path / "episode.h5"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         cfg = robot_run_config(overrides=[f"server=ws://127.0.0.1:{port}", "max_steps=200", f"record={out}",
-                                              "env_kwargs={image_size: 32}", "request_timeout_s=5"])
+                                              "env_kwargs={image_size: 32}", "request_timeout_s=5",
+                                              "stop_on_success=false"])  # plans are fast: run until the server dies
     threading.Timer(3.0, proc.kill).start()  # the server dies mid-episode
     summary = run(cfg)
     proc.wait()

@@ -17,7 +17,6 @@ import torch
 
 from planners.protocols import CostFn, CostTerm, WorldModelLike
 
-
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 

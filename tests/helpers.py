@@ -197,3 +197,15 @@ def reacher_fingertip_pose(env, obs):
     no rotation, no gripper."""
     xyz = np.asarray(env.data.body("fingertip").xpos, dtype=np.float64)
     return np.concatenate([xyz, np.zeros(3)]), 0.0, None
+
+
+def assert_resumed_like_straight(straight: dict, resumed: dict, straight_run: Path, resumed_run: Path) -> None:
+    """A resumed pretraining run ends exactly where the straight one did: loss history and encoder weights."""
+    import torch
+
+    from world_model.checkpoints import load_encoder
+
+    assert resumed["history"] == straight["history"]
+    a = load_encoder(straight_run / "checkpoints" / "last").state_dict()
+    b = load_encoder(resumed_run / "checkpoints" / "last").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

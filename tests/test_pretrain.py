@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import make_dataset
+from helpers import assert_resumed_like_straight, make_dataset
 
 from common.errors import UserError
 from recipes.collect import CollectConfig, collect
@@ -73,10 +73,7 @@ def test_resume_is_exact(tmp_path):
     assert pretrain(cfg)["steps"] == 3
     cfg.stop_at, cfg.resume = None, True
     resumed = pretrain(cfg)
-    assert resumed["history"] == straight["history"]
-    a = load_encoder(tmp_path / "a" / "checkpoints" / "last").state_dict()
-    b = load_encoder(tmp_path / "b" / "checkpoints" / "last").state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumed_like_straight(straight, resumed, tmp_path / "a", tmp_path / "b")
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):

@@ -197,10 +197,11 @@ class ACPredictor(nn.Module):
             return self.output_proj(self.norm(x)).view(*x.shape[:3], d), None
         # rotary time: token positions are absolute within a frame, frame positions relative through RoPE
         start = 0 if past is None else past.next_frame
-        frames = torch.arange(start, start + t, device=z.device)
+        frames = torch.arange(start, start + t)  # frame indices on the CPU: the mask needs no device sync
         key_frames = frames if past is None else torch.cat([past.frames, frames])
         mask = window_mask(frames, key_frames, n, self.config.window)
-        rope = rope_tables(frames.repeat_interleave(n), self.config.width // self.config.num_heads, z.dtype)
+        mask = None if mask is None else mask.to(z.device)
+        rope = rope_tables(frames.repeat_interleave(n).to(z.device), self.config.width // self.config.num_heads, z.dtype)
         x = self.input_proj(z) + sincos_3d(self.config.width, (1, n, 1), z.device).to(z.dtype)
         keys, values = [], []
         for i, block in enumerate(self.blocks):

@@ -72,7 +72,7 @@ class ObjectMask(nn.Module):
         if count == 0 or t < 2:
             return z
         generator = torch.Generator().manual_seed(seed)
-        chosen = torch.stack([torch.randperm(k, generator=generator)[:count] for _ in range(b)])  # (B, count)
+        chosen = torch.rand(b, k, generator=generator).argsort(dim=1)[:, :count]  # (B, count), no loop over clips
         hidden = torch.zeros(b, t, k, 1, dtype=torch.bool)
         hidden[torch.arange(b)[:, None], 1:, chosen] = True
         return torch.where(hidden.to(z.device), self.mask_token.to(z.dtype), z)

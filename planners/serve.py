@@ -49,7 +49,7 @@ from common.droid import (
 )
 from common.seeding import derive_seed
 from datasets.transforms import resize_uint8
-from planners.actions import delta_gripper_to_target
+from planners.actions import ActionRate, delta_gripper_to_target
 from planners.factory import (
     PlanConfig,
     build_planner,
@@ -96,7 +96,8 @@ class Session:
     def __init__(self, service: PlanningService, seed: int):
         self.service, self.seed, self.plans = service, seed, 0
         c = service.config
-        self.planner = build_planner(service.model, service.model_config, c.solver, c.mpc, c.fixed(), service.device, seed)
+        self.planner = build_planner(service.model, service.model_config, c.solver, c.mpc, c.fixed(), service.device, seed,
+                                     rate=service.rate)
         self.goals: list[np.ndarray] | None = None
 
     def parse(self, message: Any) -> Request:
@@ -131,7 +132,8 @@ class Session:
         self.plans += 1
         start = time.perf_counter()
         actions = self.planner.act(self.service.resize(obs.image), state).numpy().astype(np.float32)
-        reply["actions"] = delta_gripper_to_target(actions, obs.gripper)
+        env_actions = np.concatenate([self.service.rate.to_env(a) for a in actions])  # each model action: skip steps
+        reply["actions"] = delta_gripper_to_target(env_actions, obs.gripper)
         reply["goal_index"] = self.planner.goal_index  # which of the sent goal images the plan aimed at
         reply["plan_ms"] = (time.perf_counter() - start) * 1000
         return reply
@@ -150,14 +152,17 @@ class PlanningService:
                              f"trained on recorded env actions")
         self.image_size = int(self.model_config.get("data", {}).get("image_size", 64))
         self.max_image_side = int(config.max_image_side)
-        bounds = model_bounds(self.model_config, config.fixed())
+        # a model trained with a frameskip plans once per `skip` control steps; its actions go out as those steps
+        self.rate = ActionRate.for_model(self.model_config.get("data", {}), float(config.control_hz))
+        bounds = model_bounds(self.model_config, config.fixed())  # per control step: what the robot is sent
         low, high = bounds.low.numpy().copy(), bounds.high.numpy().copy()
         low[GRIPPER_DIM], high[GRIPPER_DIM] = 0.0, 1.0  # the robot side gets an absolute gripper target
         mpc = resolve_mpc(self.model, config.mpc)
         self.metadata = {
             "model": self.model_config["family"], "checkpoint": self.checkpoint.name,
             "protocol": "openpi-websocket-msgpack", "control_hz": float(config.control_hz),
-            "action_horizon": int(mpc.execute), "planning_horizon": int(mpc.horizon), "image_size": self.image_size,
+            "action_horizon": int(mpc.execute) * self.rate.skip, "planning_horizon": int(mpc.horizon),
+            "frameskip": self.rate.skip, "image_size": self.image_size,
             "action_space": {"type": CARTESIAN_DELTA_ACTION, "dim": ACTION_DIM, "names": list(ACTION_NAMES), "low": low,
                              "high": high, "frame": "base; rotation applied as R(delta) @ R",
                              "gripper": "absolute target, 0 open .. 1 closed"},

@@ -271,3 +271,19 @@ def test_stacked_goal_images_are_sub_goals_then_the_goal(server):
             c.infer({GOAL_KEY: np.zeros((17, 8, 8, 3), np.uint8)})
         with pytest.raises(ServerError, match=r"goal/exterior_image_1_left\[0\]: expected dtype uint8"):
             c.infer({GOAL_KEY: np.zeros((2, 8, 8, 3), np.float32)})
+
+
+def test_a_frameskip_model_sends_the_control_steps_each_plan_stands_for(tmp_path):
+    """A model trained on every 3rd frame plans once per 3 control steps: the reply is those 3 steps (its delta
+    pose split evenly), and the metadata says so."""
+    checkpoint = tiny_checkpoint(tmp_path / "skip3", data={"frameskip": 3})
+    proc, port = start_server(checkpoint, "mpc.horizon=2", "mpc.execute=1")
+    try:
+        with PlanningClient(f"ws://127.0.0.1:{port}") as client:
+            assert client.metadata["frameskip"] == 3 and client.metadata["action_horizon"] == 3
+            actions = client.infer({**observation(), GOAL_KEY: goal()})["actions"]
+    finally:
+        stop_server(proc)
+    assert actions.shape == (3, 7)
+    np.testing.assert_allclose(actions[1:, :6], actions[:1, :6].repeat(2, 0), atol=1e-6)  # equal steps
+    assert np.abs(actions[:, :3]).max() <= 0.075 + 1e-6 and np.abs(actions[:, :3]).max() > 1e-4  # per-step limits

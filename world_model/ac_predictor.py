@@ -121,7 +121,8 @@ class AdaLNBlock(nn.Module):
         q, k, v = self.qkv(h.reshape(b, t * n, c)).unflatten(-1, (3, self.num_heads, c // self.num_heads)
                                                               ).permute(2, 0, 3, 1, 4)
         if rope is not None:
-            q, k = rope_apply(q, *rope), rope_apply(k, *rope)
+            cos, sin = (table.to(q.dtype) for table in rope)  # float32 tables, in the dtype autocast gave q and k
+            q, k = rope_apply(q, cos, sin), rope_apply(k, cos, sin)
         if past is not None:
             k = torch.cat([past[0].expand(b, -1, -1, -1), k], dim=2)
             v = torch.cat([past[1].expand(b, -1, -1, -1), v], dim=2)
@@ -197,11 +198,12 @@ class ACPredictor(nn.Module):
             return self.output_proj(self.norm(x)).view(*x.shape[:3], d), None
         # rotary time: token positions are absolute within a frame, frame positions relative through RoPE
         start = 0 if past is None else past.next_frame
-        frames = torch.arange(start, start + t)  # frame indices on the CPU: the mask needs no device sync
+        frames = torch.arange(start, start + t)  # on the CPU for the mask (None in a rollout step: nothing to copy)
         key_frames = frames if past is None else torch.cat([past.frames, frames])
         mask = window_mask(frames, key_frames, n, self.config.window)
         mask = None if mask is None else mask.to(z.device)
-        rope = rope_tables(frames.repeat_interleave(n).to(z.device), self.config.width // self.config.num_heads, z.dtype)
+        time = torch.arange(start, start + t, device=z.device).repeat_interleave(n)  # made on the device: no copy
+        rope = rope_tables(time, self.config.width // self.config.num_heads, torch.float32)  # exact angles, any autocast
         x = self.input_proj(z) + sincos_3d(self.config.width, (1, n, 1), z.device).to(z.dtype)
         keys, values = [], []
         for i, block in enumerate(self.blocks):

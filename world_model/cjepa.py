@@ -22,9 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
-from world_model.checkpoints import load_encoder
 from world_model.encoder import EncoderConfig, VideoViT, encode_frames
-from world_model.models import ModelSettings, WorldModel
+from world_model.models import FrozenEncoderModel, ModelSettings
 from world_model.slots import SlotAttention, SlotDecoder
 
 
@@ -78,7 +77,7 @@ class ObjectMask(nn.Module):
         return torch.where(hidden.to(z.device), self.mask_token.to(z.dtype), z)
 
 
-class CJEPAWorldModel(WorldModel):
+class CJEPAWorldModel(FrozenEncoderModel):
     """Frozen V-JEPA encoder, trained slot attention + decoder, AdaLN predictor over the slots (object masking).
 
     Loss: MSE of the predicted next slots (inputs object-masked, slots detached) + `reconstruction_weight` x MSE of
@@ -105,14 +104,6 @@ class CJEPAWorldModel(WorldModel):
         predictor = ACPredictor(config["slots"]["slot_dim"], ACPredictorConfig.from_checkpoint(config["predictor"]))
         return cls(encoder, predictor, config["history"], config["slots"], loss.get("mask_slots", 0.25),
                    loss.get("reconstruction_weight", 1.0))
-
-    def load_pretrained(self, config: dict[str, Any]) -> None:
-        self.encoder.load_state_dict(load_encoder(config["encoder_checkpoint"]).state_dict())
-
-    def train(self, mode: bool = True) -> CJEPAWorldModel:
-        super().train(mode)
-        self.encoder.eval()  # frozen: always in eval mode
-        return self
 
     def trainable(self) -> nn.Module:
         return nn.ModuleList([self.slots, self.decoder, self.masking, self.predictor])

@@ -300,7 +300,20 @@ class JEPASettings(ModelSettings):
                             Preprocessing(camera, image_size, self.pool))
 
 
-class JEPAWorldModel(WorldModel):
+class FrozenEncoderModel(WorldModel):
+    """A family whose encoder is frozen: it stays in eval mode while the rest trains, and a fresh run loads it
+    from `encoder_checkpoint` (a world_model/pretrain.py folder)."""
+
+    def load_pretrained(self, config: dict[str, Any]) -> None:
+        self.encoder.load_state_dict(load_encoder(config["encoder_checkpoint"]).state_dict())
+
+    def train(self, mode: bool = True) -> FrozenEncoderModel:
+        super().train(mode)
+        self.encoder.eval()  # frozen: always in eval mode
+        return self
+
+
+class JEPAWorldModel(FrozenEncoderModel):
     """V-JEPA 2-AC: a frozen video JEPA encoder (each frame alone, layer-normed) + the AdaLN AC predictor.
 
     Loss: L1 teacher forcing over the clip + L1 of a `rollout_steps` autoregressive rollout from the
@@ -323,14 +336,6 @@ class JEPAWorldModel(WorldModel):
         loss = config.get("loss", {})
         return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig.from_checkpoint(config["predictor"])), config["history"],
                    config["pool"], loss.get("rollout_steps", 2), loss.get("readout_weight", 0.0))
-
-    def load_pretrained(self, config: dict[str, Any]) -> None:
-        self.encoder.load_state_dict(load_encoder(config["encoder_checkpoint"]).state_dict())
-
-    def train(self, mode: bool = True) -> JEPAWorldModel:
-        super().train(mode)
-        self.encoder.eval()  # frozen: always in eval mode
-        return self
 
     def trainable(self) -> nn.Module:
         return nn.ModuleList([self.predictor] + ([self.readout] if self.readout is not None else []))

@@ -34,7 +34,7 @@ from common.droid import ACTION_DIM
 from common.rotations import compose_pose
 from world_model.checkpoints import load_state_strict, strip_prefixes
 from world_model.encoder import IMAGENET_MEAN, IMAGENET_STD, Block, EncoderConfig, VideoViT
-from world_model.models import ModelSettings, WorldModel
+from world_model.models import FrozenEncoderModel, ModelSettings
 
 
 @dataclass
@@ -308,7 +308,7 @@ class VJEPA2ACSettings(ModelSettings):
         return config
 
 
-class VJEPA2ACWorldModel(WorldModel):
+class VJEPA2ACWorldModel(FrozenEncoderModel):
     """The released V-JEPA 2-AC behind the world-model contract: frozen encoder, Meta's predictor and conventions.
 
     `predict` and `rollout` return layer-normed tokens; `rollout` without `future_states` composes the poses
@@ -347,11 +347,6 @@ class VJEPA2ACWorldModel(WorldModel):
     def compile_predictor(self, **kwargs: Any) -> VJEPA2ACWorldModel:
         """Run the predictor calls through `torch.compile` (optional; the weights and state dict are unchanged)."""
         object.__setattr__(self, "_compiled", torch.compile(self.predictor, **kwargs))
-        return self
-
-    def train(self, mode: bool = True) -> VJEPA2ACWorldModel:
-        super().train(mode)
-        self.encoder.eval()
         return self
 
     def trainable(self) -> nn.Module:

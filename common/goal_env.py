@@ -5,7 +5,8 @@ After `reset(seed=...)` (which samples the start and the goal for that seed) an 
 - `task_distance() -> float`: the distance that decides success (metres for our tasks);
 - `is_success(distance) -> bool`: the env's own success test (our pick-and-place also asks for a release);
 and optionally `subgoal_images()` (intermediate goal images, in order) and `expert_action(rng, noise)` (a
-scripted expert: the oracle baseline and data collection). Our Franka envs implement it directly; any env can.
+scripted expert: the oracle baseline and data collection) and `privileged_state()` (e.g. the object's position,
+recorded beside each step for probes and ablations, never an input of the models). Our Franka envs implement it directly; any env can.
 `planners/cem_goal.py`, `evaluate.py` and the episode loop use only this, and say in one line what an env lacks.
 """
 
@@ -25,6 +26,7 @@ REQUIRED = {
 OPTIONAL = {
     "subgoal_images": "subgoal_images() -> list of (H, W, 3) uint8, intermediate goals in order",
     "expert_action": "expert_action(rng, noise) -> action, a scripted expert",
+    "privileged_state": "privileged_state() -> {name: array}, simulator-only quantities recorded for diagnostics",
 }
 
 

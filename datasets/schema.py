@@ -22,6 +22,9 @@ JOINTS = "observation/robot_state/joint_positions"
 #: The env's own state vector (T, d) of an env without a robot pose (a flat gymnasium observation): episodes
 #: either hold the robot pose (CARTESIAN + GRIPPER) or this, never arbitrary numbers in the pose keys.
 ENV_STATE = "observation/env_state"
+#: Simulator-only quantities (e.g. `observation/privileged/object_position`, (T, 3) metres) recorded for diagnostics
+#: and ablations such as the cube probe; a real robot has none, so training and planning never read this group.
+PRIVILEGED_GROUP = "observation/privileged"
 IMAGE_GROUP = "observation/image"
 ACTION_GROUP = "action"
 

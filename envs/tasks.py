@@ -94,6 +94,14 @@ class FrankaPushEnv(FrankaEnv):
         data = self.data if data is None else data
         return data.xpos[self._cube_body][:2].copy()
 
+    def cube_pos(self, data: mujoco.MjData | None = None) -> np.ndarray:
+        data = self.data if data is None else data
+        return data.xpos[self._cube_body].copy()
+
+    def privileged_state(self) -> dict[str, np.ndarray]:
+        """The cube's centre (metres, world frame): recorded for probes and ablations, never a model input."""
+        return {"object_position": self.cube_pos()}
+
     def _goal_configuration(self, data: mujoco.MjData) -> None:
         start = self.cube_xy(self.data)
         direction = self.goal_pos - start
@@ -178,10 +186,6 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
         self.goal_pos = np.array([goal[0], goal[1], top + self.HALF])
         self.data.mocap_pos[self._platform] = [goal[0], goal[1], PLATFORM_HALF[2]] if self.raised else [0.0, 0.0, -2.0]
         self._place_cube(self.data, cube, rng.uniform(-np.pi / 4, np.pi / 4))
-
-    def cube_pos(self, data: mujoco.MjData | None = None) -> np.ndarray:
-        data = self.data if data is None else data
-        return data.xpos[self._cube_body].copy()
 
     def task_distance(self) -> float:
         return float(np.linalg.norm(self.cube_pos() - self.goal_pos))

@@ -32,12 +32,13 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from common import goal_env
 from common.config import build_config
 from common.droid import CARTESIAN_DELTA_ACTION, CONTROL_HZ, EXTERIOR_CAMERA, FRANKA_ACTION_KEYS, WRIST_CAMERA
 from common.errors import UserError
 from common.seeding import derive_seed
 from datasets.index import write_index
-from datasets.schema import ENV_STATE
+from datasets.schema import ENV_STATE, PRIVILEGED_GROUP
 from datasets.writer import EpisodeWriter, remove_stale_temporaries
 from envs.policies import make_policy
 
@@ -152,6 +153,13 @@ class _Collector:
             raise ValueError(f"{self.cfg.env_id}: render() must return an (H, W, 3) array in rgb_array mode")
         return {self.cfg.camera: np.ascontiguousarray(frame[..., :3], dtype=np.uint8)}
 
+    def _privileged(self) -> dict[str, np.ndarray]:
+        """The env's simulator-only quantities (`privileged_state()`, if it has one) under `observation/privileged/`."""
+        method = getattr(goal_env.task(self.env), "privileged_state", None)
+        if not callable(method):
+            return {}
+        return {f"{PRIVILEGED_GROUP}/{name}": np.asarray(value, np.float64) for name, value in method().items()}
+
     def _actions(self, action: np.ndarray) -> dict[str, np.ndarray]:
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if self.ours:
@@ -176,8 +184,9 @@ class _Collector:
                 action = np.asarray(self.policy(obs))
                 pose = self.state_fn(self.env.unwrapped, obs)
                 cart, grip, joints = pose if pose is not None else (None, None, None)
-                extras = None if self.ours else {
+                extras = {} if self.ours else {
                     ENV_STATE: np.asarray(gym.spaces.flatten(self.env.observation_space, obs), np.float64)}
+                extras.update(self._privileged())
                 writer.add_step(images=images, cartesian_position=cart, gripper_position=grip,
                                 joint_positions=joints, actions=self._actions(action), extras=extras)
                 obs, _, terminated, truncated, info = self.env.step(action)

@@ -120,3 +120,36 @@ def test_sigterm_stops_pretraining_with_a_checkpoint(tmp_path):
     assert out.splitlines()[1].startswith(f"resume with: python {script} ") and out.splitlines()[1].endswith(" resume=true")
     step = int(out.split("stopped at step ")[1].split()[0])
     assert torch.load(tmp_path / "run" / "checkpoints" / "last" / "training_state.pt", weights_only=False)["step"] == step
+
+
+def test_object_probe_targets_are_the_recorded_cube_positions(tmp_path):
+    """target=object reads observation/privileged/object_position at each sample's own (episode, frame)."""
+    import h5py
+
+    from datasets.clips import ClipDataset, FrameTransform, Windows
+    from world_model.probe import OBJECT_KEY, ObjectPositions
+
+    collect(CollectConfig(env_id="FrankaPush-v0", out=str(tmp_path / "push"), num_episodes=3, max_steps=12, workers=1,
+                          val_fraction=0.0, env_kwargs={"image_size": 32}), progress=False)
+    ds = ClipDataset(tmp_path / "push", split="train", windows=Windows(history=1, future=0),
+                     transform=FrameTransform(image_size=32))
+    objects = ObjectPositions(ds)
+    samples = [ds[i] for i in (0, 5, 13, len(ds) - 1)]
+    got = objects(torch.stack([s["episode"] for s in samples]), torch.stack([s["frame_ids"][0] for s in samples]))
+    for sample, value in zip(samples, got):
+        with h5py.File(ds.episode_path(int(sample["episode"])), "r") as f:
+            expected = f[OBJECT_KEY][int(sample["frame_ids"][0])]
+        assert torch.allclose(value, torch.as_tensor(expected, dtype=torch.float32))
+    assert len({tuple(v.tolist()) for v in objects.values}) > 3  # the cube moves, so the targets differ
+
+
+def test_object_probe_on_data_without_objects_is_one_line(tmp_path):
+    from world_model.checkpoints import save_checkpoint
+    from world_model.encoder import VideoViT
+    from world_model.probe import run_probe
+
+    make_dataset(tmp_path / "data", num_episodes=4, length=6, image_size=32)
+    config = EncoderConfig(size="micro", img_size=32, patch_size=8)
+    save_checkpoint(tmp_path / "enc", VideoViT(config), {"encoder": config.to_dict()})
+    with pytest.raises(UserError, match="target=object needs 'observation/privileged/object_position'"):
+        run_probe(str(tmp_path / "enc"), str(tmp_path / "data"), image_size=32, steps=2, progress=False, target="object")

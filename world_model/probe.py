@@ -1,10 +1,12 @@
 """Frozen evaluation with an attentive probe: `python world_model/probe.py checkpoint=CKPT data_root=DIR`.
 
 Cross-attention pooling with one learnable query over the frozen encoder's patch
-tokens of a single frame, then a linear head, trained to regress the end-effector
-position (state[:3]) on the training episodes and scored on the held-out ones
-(RMSE in metres and R^2, next to the predict-the-mean baseline). Features are
-encoded once up front, since the encoder is frozen.
+tokens of a single frame, then a linear head, trained to regress a position on the
+training episodes and scored on the held-out ones (RMSE in metres and R^2, next to the
+predict-the-mean baseline): `target=ee`, the end-effector (state[:3]), or `target=object`,
+the object's centre that our manipulation envs record under `observation/privileged/`
+(simulator-only: it tells whether the features see the cube, it never trains a model).
+Features are encoded once up front, since the encoder is frozen.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ if __name__ == "__main__":  # --help, typos and missing arguments are answered b
 import json
 from typing import Any
 
+import h5py
+import numpy as np
 import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
@@ -24,7 +28,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.device import pick_device
+from common.errors import UserError
 from datasets.clips import ClipDataset, FrameTransform, Windows
+from datasets.schema import PRIVILEGED_GROUP
 from world_model.checkpoints import load_encoder
 from world_model.encoder import encode_frames
 
@@ -45,16 +51,40 @@ class AttentiveProbe(nn.Module):
         return self.head(self.norm(pooled[:, 0]))
 
 
+TARGETS = ("ee", "object")
+OBJECT_KEY = f"{PRIVILEGED_GROUP}/object_position"
+
+
+class ObjectPositions:
+    """Every episode's recorded object positions in one array, indexed by (episode, frame) without a Python loop."""
+
+    def __init__(self, dataset: ClipDataset):
+        arrays = []
+        for e in range(len(dataset.episodes)):
+            path = dataset.episode_path(e)
+            with h5py.File(path, "r") as f:
+                if OBJECT_KEY not in f:
+                    raise UserError(f"{path}: target=object needs '{OBJECT_KEY}' (recorded by python -m recipes.collect "
+                                    f"for envs with privileged_state(), e.g. FrankaPush-v0), which this episode lacks")
+                arrays.append(np.asarray(f[OBJECT_KEY][:, :3], np.float32))
+        self.offsets = torch.tensor(np.cumsum([0] + [len(a) for a in arrays[:-1]]), dtype=torch.long)
+        self.values = torch.from_numpy(np.concatenate(arrays))
+
+    def __call__(self, episode: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        return self.values[self.offsets[episode] + frame]
+
+
 @torch.no_grad()
 def encode_split(encoder, dataset: ClipDataset, batch_size: int, device: torch.device, max_frames: int | None,
-                 progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens (F, N, D), end-effector xyz (F, 3)) for up to `max_frames` frames of a single-frame dataset."""
+                 progress: bool, target: str = "ee") -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (F, N, D), target xyz (F, 3)) for up to `max_frames` frames of a single-frame dataset."""
     tokens, targets, seen = [], [], 0
+    objects = ObjectPositions(dataset) if target == "object" else None
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=max_frames is not None,
                         generator=torch.Generator().manual_seed(0))
     for batch in tqdm(loader, desc=f"encode {dataset.split}", unit="batch", disable=not progress):
         tokens.append(encode_frames(encoder, batch["frames"].to(device))[:, 0].float().cpu())
-        targets.append(batch["states"][:, 0, :3])
+        targets.append(batch["states"][:, 0, :3] if objects is None else objects(batch["episode"], batch["frame_ids"][:, 0]))
         seen += len(batch["frames"])
         if max_frames is not None and seen >= max_frames:
             break
@@ -63,8 +93,10 @@ def encode_split(encoder, dataset: ClipDataset, batch_size: int, device: torch.d
 
 def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int = 1500, batch_size: int = 64,
               lr: float = 3e-3, weight_decay: float = 0.01, max_frames: int | None = None, seed: int = 0,
-              device: str | None = None, progress: bool = True) -> dict[str, Any]:
+              device: str | None = None, progress: bool = True, target: str = "ee") -> dict[str, Any]:
     """Train the probe on the train split, score it on the val split; returns the figures."""
+    if target not in TARGETS:
+        raise UserError(f"target={target!r}: expected one of {', '.join(TARGETS)}")
     torch.manual_seed(seed)
     dev = pick_device(device)
     encoder = load_encoder(checkpoint).to(dev).eval()
@@ -74,7 +106,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
                          transform=FrameTransform(image_size=image_size))
         if len(ds) == 0:
             raise ValueError(f"{data_root} has no {split} frames; index it with a validation share (datasets.index)")
-        splits[split] = encode_split(encoder, ds, batch_size, dev, max_frames, progress)
+        splits[split] = encode_split(encoder, ds, batch_size, dev, max_frames, progress, target)
     (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
     mean, std = y_train.mean(0), y_train.std(0).clamp_min(1e-6)
     probe = AttentiveProbe(x_train.shape[-1], 3).to(dev)
@@ -96,6 +128,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
     baseline = y_val - mean
     r2 = 1.0 - (err**2).sum(0) / ((y_val - y_val.mean(0)) ** 2).sum(0).clamp_min(1e-12)
     return {
+        "target": target,
         "val_rmse_m": float(err.pow(2).sum(1).mean().sqrt()),
         "baseline_rmse_m": float(baseline.pow(2).sum(1).mean().sqrt()),
         "val_r2_xyz": [round(float(v), 4) for v in r2],
@@ -105,7 +138,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
 
 def main(cfg: Any) -> None:
     result = run_probe(cfg.checkpoint, cfg.data_root, cfg.image_size, cfg.steps, cfg.batch_size, cfg.lr,
-                       cfg.weight_decay, cfg.max_frames, cfg.seed, cfg.device, cfg.progress)
+                       cfg.weight_decay, cfg.max_frames, cfg.seed, cfg.device, cfg.progress, cfg.target)
     print(json.dumps(result))
 
 

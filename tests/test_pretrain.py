@@ -130,7 +130,7 @@ def test_object_probe_targets_are_the_recorded_cube_positions(tmp_path):
     from world_model.probe import OBJECT_KEY, ObjectPositions
 
     collect(CollectConfig(env_id="FrankaPush-v0", out=str(tmp_path / "push"), num_episodes=3, max_steps=12, workers=1,
-                          val_fraction=0.0, env_kwargs={"image_size": 32}), progress=False)
+                          val_fraction=0.34, env_kwargs={"image_size": 32}), progress=False)
     ds = ClipDataset(tmp_path / "push", split="train", windows=Windows(history=1, future=0),
                      transform=FrameTransform(image_size=32))
     objects = ObjectPositions(ds)
@@ -141,6 +141,26 @@ def test_object_probe_targets_are_the_recorded_cube_positions(tmp_path):
             expected = f[OBJECT_KEY][int(sample["frame_ids"][0])]
         assert torch.allclose(value, torch.as_tensor(expected, dtype=torch.float32))
     assert len({tuple(v.tolist()) for v in objects.values}) > 3  # the cube moves, so the targets differ
+
+
+def test_probe_reads_a_world_model_checkpoint_pooled_or_not(tmp_path):
+    from helpers import tiny_checkpoint
+
+    from world_model.checkpoints import save_checkpoint
+    from world_model.encoder import VideoViT
+    from world_model.probe import run_probe
+
+    collect(CollectConfig(env_id="FrankaPush-v0", out=str(tmp_path / "push"), num_episodes=3, max_steps=8, workers=1,
+                          val_fraction=0.34, env_kwargs={"image_size": 32}), progress=False)
+    config = EncoderConfig(size="micro", img_size=32, patch_size=8)
+    save_checkpoint(tmp_path / "enc", VideoViT(config), {"encoder": config.to_dict()})
+    lewm = tiny_checkpoint(tmp_path / "lewm")
+    runs = {(name, pool): run_probe(str(path), str(tmp_path / "push"), image_size=32, steps=3, progress=False,
+                                    target="object", pool=pool)
+            for name, path in (("vjepa", tmp_path / "enc"), ("lewm", lewm)) for pool in (False, True)}
+    assert {key: r["tokens_per_frame"] for key, r in runs.items()} == {
+        ("vjepa", False): 16, ("vjepa", True): 1, ("lewm", False): 1, ("lewm", True): 1}
+    assert all(r["target"] == "object" and np.isfinite(r["val_rmse_m"]) and r["val_frames"] == 8 for r in runs.values())
 
 
 def test_object_probe_on_data_without_objects_is_one_line(tmp_path):

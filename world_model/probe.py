@@ -6,7 +6,10 @@ training episodes and scored on the held-out ones (RMSE in metres and R^2, next 
 predict-the-mean baseline): `target=ee`, the end-effector (state[:3]), or `target=object`,
 the object's centre that our manipulation envs record under `observation/privileged/`
 (simulator-only: it tells whether the features see the cube, it never trains a model).
-Features are encoded once up front, since the encoder is frozen.
+The checkpoint is either a pretrained encoder (world_model/pretrain.py: its layer-normed patch
+tokens, as the frozen family sees them) or a world model (world_model/train.py: the tokens its
+planner compares, `model.encode`); `pool=true` averages the tokens to one per frame, to compare a
+pooled latent with the token grid. Features are encoded once up front, since the encoder is frozen.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ if __name__ == "__main__":  # --help, typos and missing arguments are answered b
     preflight("probe", positional=("checkpoint", "data_root"))
 
 import json
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -33,6 +39,7 @@ from datasets.clips import ClipDataset, FrameTransform, Windows
 from datasets.schema import PRIVILEGED_GROUP
 from world_model.checkpoints import load_encoder
 from world_model.encoder import encode_frames
+from world_model.models import load_world_model
 
 
 class AttentiveProbe(nn.Module):
@@ -74,16 +81,29 @@ class ObjectPositions:
         return self.values[self.offsets[episode] + frame]
 
 
+def frame_features(checkpoint: str, device: torch.device, pool: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """frames (B, T, 3, H, W) uint8 -> tokens (B, T, N, D) of the checkpoint's frozen encoder or world model."""
+    config = json.loads((Path(checkpoint) / "config.json").read_text()) if (Path(checkpoint) / "config.json").exists() else {}
+    if "family" in config:
+        model = load_world_model(checkpoint, device)[0]
+        encode = model.encode
+    else:
+        encoder = load_encoder(checkpoint).to(device).eval()
+        encode = partial(encode_frames, encoder)
+    return (lambda frames: encode(frames).mean(2, keepdim=True)) if pool else encode
+
+
 @torch.no_grad()
-def encode_split(encoder, dataset: ClipDataset, batch_size: int, device: torch.device, max_frames: int | None,
-                 progress: bool, target: str = "ee") -> tuple[torch.Tensor, torch.Tensor]:
+def encode_split(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDataset, batch_size: int,
+                 device: torch.device, max_frames: int | None, progress: bool, target: str = "ee"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (F, N, D), target xyz (F, 3)) for up to `max_frames` frames of a single-frame dataset."""
     tokens, targets, seen = [], [], 0
     objects = ObjectPositions(dataset) if target == "object" else None
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=max_frames is not None,
                         generator=torch.Generator().manual_seed(0))
     for batch in tqdm(loader, desc=f"encode {dataset.split}", unit="batch", disable=not progress):
-        tokens.append(encode_frames(encoder, batch["frames"].to(device))[:, 0].float().cpu())
+        tokens.append(encode(batch["frames"].to(device))[:, 0].float().cpu())
         targets.append(batch["states"][:, 0, :3] if objects is None else objects(batch["episode"], batch["frame_ids"][:, 0]))
         seen += len(batch["frames"])
         if max_frames is not None and seen >= max_frames:
@@ -93,20 +113,21 @@ def encode_split(encoder, dataset: ClipDataset, batch_size: int, device: torch.d
 
 def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int = 1500, batch_size: int = 64,
               lr: float = 3e-3, weight_decay: float = 0.01, max_frames: int | None = None, seed: int = 0,
-              device: str | None = None, progress: bool = True, target: str = "ee") -> dict[str, Any]:
+              device: str | None = None, progress: bool = True, target: str = "ee", pool: bool = False
+              ) -> dict[str, Any]:
     """Train the probe on the train split, score it on the val split; returns the figures."""
     if target not in TARGETS:
         raise UserError(f"target={target!r}: expected one of {', '.join(TARGETS)}")
     torch.manual_seed(seed)
     dev = pick_device(device)
-    encoder = load_encoder(checkpoint).to(dev).eval()
+    encode = frame_features(checkpoint, dev, pool)
     splits = {}
     for split in ("train", "val"):
         ds = ClipDataset(data_root, split=split, windows=Windows(history=1, future=0),
                          transform=FrameTransform(image_size=image_size))
         if len(ds) == 0:
             raise ValueError(f"{data_root} has no {split} frames; index it with a validation share (datasets.index)")
-        splits[split] = encode_split(encoder, ds, batch_size, dev, max_frames, progress, target)
+        splits[split] = encode_split(encode, ds, batch_size, dev, max_frames, progress, target)
     (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
     mean, std = y_train.mean(0), y_train.std(0).clamp_min(1e-6)
     probe = AttentiveProbe(x_train.shape[-1], 3).to(dev)
@@ -128,7 +149,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
     baseline = y_val - mean
     r2 = 1.0 - (err**2).sum(0) / ((y_val - y_val.mean(0)) ** 2).sum(0).clamp_min(1e-12)
     return {
-        "target": target,
+        "target": target, "pool": pool, "tokens_per_frame": int(x_train.shape[1]),
         "val_rmse_m": float(err.pow(2).sum(1).mean().sqrt()),
         "baseline_rmse_m": float(baseline.pow(2).sum(1).mean().sqrt()),
         "val_r2_xyz": [round(float(v), 4) for v in r2],
@@ -138,7 +159,8 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
 
 def main(cfg: Any) -> None:
     result = run_probe(cfg.checkpoint, cfg.data_root, cfg.image_size, cfg.steps, cfg.batch_size, cfg.lr,
-                       cfg.weight_decay, cfg.max_frames, cfg.seed, cfg.device, cfg.progress, cfg.target)
+                       cfg.weight_decay, cfg.max_frames, cfg.seed, cfg.device, cfg.progress, cfg.target,
+                       cfg.pool)
     print(json.dumps(result))
 
 

@@ -7,6 +7,11 @@ computed from the states, or recorded commands reduced over the frameskip), its 
 action k moves frame k to k + 1. `ClipDataset` only finds, opens and checks the episodes and
 assembles the pieces.
 
+Several cameras (`cameras=[exterior_1_left, wrist_left]`): each clip carries every view, `frames` (T, V, 3, H, W),
+the views in the order given and each through the transform on its own; one camera (the default, or `camera=`)
+keeps `frames` (T, 3, H, W). A requested camera an episode lacks is an error (`MissingCameraError`, one line
+naming the file, the key, the cameras expected and those it has), never a skipped episode.
+
 A corrupt episode is skipped with a warning that names the file, and the
 sample is replaced by the first clip of the next episode; `strict=True` raises
 instead. Each process checks an episode when it first opens it, with the
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,11 @@ from datasets.transforms import FrameTransform
 from datasets.validate import check_finite, check_structure, require_episodes
 from datasets.windows import Windows
 
-__all__ = ["ClipActions", "ClipDataset", "FrameTransform", "Windows"]
+__all__ = ["ClipActions", "ClipDataset", "FrameTransform", "MissingCameraError", "Windows"]
+
+
+class MissingCameraError(EpisodeError):
+    """An episode without a camera the clips were asked for (a data/config mismatch, not a corrupt file)."""
 
 
 @dataclass
@@ -56,7 +66,7 @@ class _Loaded:
     cartesian: np.ndarray | None  # (T, 6) float64; None without a robot pose
     gripper: np.ndarray | None  # (T,) float64
     actions: dict[str, np.ndarray] = field(default_factory=dict)  # (T, d) float64 per recorded key
-    camera: str = ""
+    cameras: list[str] = field(default_factory=list)  # the views read, in order
 
 
 class ClipDataset(Dataset):
@@ -69,6 +79,8 @@ class ClipDataset(Dataset):
         actions: how the action between two frames is computed (default: delta poses from the states).
         transform: what is done to the frames (default: nothing, the stored size).
         camera: camera name; default the first camera of each episode (sorted by name).
+        cameras: several camera names (views): `frames` is then (T, V, 3, H, W), the views in this order;
+            a list of one is the same as `camera`. Not together with `camera`.
         strict: raise on a corrupt episode instead of skipping it.
         load_frames: False skips the images (for training on cached features).
         val_fraction, split_seed: split used when the folder has no index.
@@ -85,6 +97,7 @@ class ClipDataset(Dataset):
         actions: ClipActions | None = None,
         transform: FrameTransform | None = None,
         camera: str | None = None,
+        cameras: Sequence[str] | None = None,
         strict: bool = False,
         load_frames: bool = True,
         val_fraction: float = 0.1,
@@ -99,7 +112,16 @@ class ClipDataset(Dataset):
         self.windows = windows or Windows()
         self.actions = actions or ClipActions()
         self.transform = transform or FrameTransform()
-        self.camera = camera
+        if cameras is not None and not isinstance(cameras, str):
+            cameras = [str(c) for c in cameras]
+        elif cameras is not None:
+            raise ValueError(f"cameras must be a list of camera names, got the string {cameras!r}")
+        if cameras is not None and (not cameras or len(set(cameras)) != len(cameras)):
+            raise ValueError(f"cameras must name at least one camera, each once, got {cameras}")
+        if cameras is not None and camera is not None and cameras != [camera]:
+            raise ValueError(f"pass camera or cameras, not both (camera={camera!r}, cameras={cameras})")
+        self.cameras: list[str] | None = cameras if cameras and len(cameras) > 1 else None
+        self.camera = cameras[0] if cameras and len(cameras) == 1 else camera
         self.strict = strict
         self.max_open_episodes = max_open_episodes
         self.chunk_cache_bytes = chunk_cache_bytes
@@ -152,6 +174,11 @@ class ClipDataset(Dataset):
         return self.actions.width(recorded, self.episodes[0].frameskip)
 
     @property
+    def views(self) -> int:
+        """Camera views per frame (1: `frames` is (T, 3, H, W); V > 1: (T, V, 3, H, W))."""
+        return len(self.cameras) if self.cameras else 1
+
+    @property
     def has_pose(self) -> bool:
         """Whether `states` are robot poses (else an env's own state vector, `observation/env_state`)."""
         return self._loaded(0).cartesian is not None
@@ -164,6 +191,8 @@ class ClipDataset(Dataset):
                 continue
             try:
                 states.append(self._loaded(e).states)
+            except MissingCameraError:
+                raise
             except EpisodeError as err:
                 self._open.pop(e, None)
                 self._bad.add(e)
@@ -194,9 +223,12 @@ class ClipDataset(Dataset):
                 raise EpisodeError(ep.path, f"damaged HDF5 structure ({err})") from err
             if length != ep.length:
                 raise EpisodeError(ep.path, f"episode has {length} steps, the index says {ep.length}; rebuild the index")
-            camera = self.camera or image_keys[0].rsplit("/", 1)[1]
-            if image_key(camera) not in image_keys:
-                raise EpisodeError(ep.path, f"missing key '{image_key(camera)}'")
+            cameras = self.cameras or [self.camera or image_keys[0].rsplit("/", 1)[1]]
+            missing = [c for c in cameras if image_key(c) not in image_keys]
+            if missing:
+                has = [k.rsplit("/", 1)[1] for k in image_keys]
+                raise MissingCameraError(ep.path, f"missing key '{image_key(missing[0])}': expected cameras {cameras}, "
+                                                  f"the episode has {has}")
             if not reader.has_pose and self.actions.mode == "delta_pose":
                 raise ValueError(f"{ep.path}: action_mode=delta_pose computes actions from the robot pose "
                                  f"'{CARTESIAN}', which this episode lacks (its env's state is '{ENV_STATE}'); train on "
@@ -214,7 +246,7 @@ class ClipDataset(Dataset):
             states = reader.read(ENV_STATE).reshape(length, -1).astype(np.float32)
         else:
             states = np.concatenate([cartesian, gripper[:, None]], axis=1).astype(np.float32)
-        loaded = _Loaded(reader, states, cartesian, gripper, actions, camera)
+        loaded = _Loaded(reader, states, cartesian, gripper, actions, cameras)
         self._open[e] = loaded
         while len(self._open) > self.max_open_episodes:
             _, old = self._open.popitem(last=False)
@@ -227,9 +259,15 @@ class ClipDataset(Dataset):
         frames = self.windows.frames(window, ep.frameskip)
         sample = {}
         if self.load_frames:
-            images = loaded.reader.images(loaded.camera, frames)  # (T, H, W, 3) uint8
-            # numpy's transposing copy is ~5x faster than torch's multithreaded one for clips this small
-            sample["frames"] = self.transform(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
+            views = [self._frames(loaded, camera, frames) for camera in loaded.cameras]
+            if self.cameras is None:
+                sample["frames"] = views[0]
+            else:
+                sizes = {tuple(v.shape[-2:]) for v in views}
+                if len(sizes) > 1:
+                    raise ValueError(f"{ep.path}: cameras {loaded.cameras} give frames of sizes {sorted(sizes)}; "
+                                     f"set an image_size (data.image_size) to resize every view to one size")
+                sample["frames"] = torch.stack(views, dim=1)  # (T, V, 3, H, W)
         actions = self.actions(loaded.cartesian, loaded.gripper, loaded.actions, frames, ep.frameskip)
         return {
             **sample,
@@ -238,6 +276,12 @@ class ClipDataset(Dataset):
             "episode": torch.tensor(e),
             "frame_ids": torch.from_numpy(frames.astype(np.int64)),
         }
+
+    def _frames(self, loaded: _Loaded, camera: str, frames: np.ndarray) -> torch.Tensor:
+        """(T, 3, H, W) uint8 frames of one camera, through the transform (each view its own random crop)."""
+        images = loaded.reader.images(camera, frames)  # (T, H, W, 3) uint8
+        # numpy's transposing copy is ~5x faster than torch's multithreaded one for clips this small
+        return self.transform(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         n = len(self)
@@ -250,6 +294,8 @@ class ClipDataset(Dataset):
                 window = i - (int(self._ends[e - 1]) if e else 0)
                 try:
                     return self._clip(e, window)
+                except MissingCameraError:
+                    raise  # the data lacks a camera the run asks for: no other episode fixes that
                 except EpisodeError as err:
                     self._open.pop(e, None)
                     self._bad.add(e)

@@ -7,7 +7,8 @@ tokens are grouped into K slots by slot attention trained here with a feature-re
 detached (prediction never reshapes them) and learns with **object-level masking**: for each clip, a fraction of
 the slots is replaced by a learnable mask token in every context frame but the first, so the predictor must
 carry those objects forward from their first appearance and the other objects. The latent of a frame is its
-slots, (K, slot_dim) tokens, so the planners run on it unchanged (`z (B, T, N, D)` with N = K).
+slots, (K, slot_dim) tokens, so the planners run on it unchanged (`z (B, T, N, D)` with N = K; V camera views:
+K slots per view, N = V*K).
 """
 
 from __future__ import annotations
@@ -114,14 +115,14 @@ class CJEPAWorldModel(FrozenEncoderModel):
         slots, _ = self.slots(tokens)
         return slots.unflatten(0, frames.shape[:2]), tokens
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        return self._slots(frames)[0]
+    def _encode(self, frames: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
+        return self._slots(frames)[0]  # several views: K slots per view, told apart by token position
 
     def loss(self, batch: dict[str, torch.Tensor], seed: int = 0, distributed: bool = True
              ) -> tuple[torch.Tensor, dict[str, float]]:
-        z, tokens = self._slots(batch["frames"])
+        z, tokens = self._slots(self.flat_views(batch["frames"]))  # each view's slots reconstruct its own tokens
         reconstruction = F.mse_loss(self.decoder(z.flatten(0, 1))[0], tokens)
-        prediction, parts, _ = self.prediction_loss(z, batch, seed, distributed)
+        prediction, parts, _ = self.prediction_loss(self.merge_views(z), batch, seed, distributed)
         parts["reconstruction"] = reconstruction.item()
         return prediction + self.reconstruction_weight * reconstruction, parts
 

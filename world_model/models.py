@@ -1,7 +1,9 @@
 """The world-model contract (DESIGN: contract 2) and its families, each a class that knows its own loss.
 
 Every model offers, on batched tensors:
-- `encode(frames (B, T, 3, H, W) uint8) -> z (B, T, N, D)`;
+- `encode(frames (B, T, 3, H, W) uint8) -> z (B, T, N, D)`; a model of V camera views (`data.cameras` in its
+  config.json) takes `(B, T, V, 3, H, W)` and returns `(B, T, V*N, D)`: each view encoded alone by the same encoder
+  (LeWorldModel: plus a learned view embedding), the views' tokens concatenated per frame in camera order;
 - `predict(z, actions (B, T, A), states (B, T, S) | None) -> z_next (B, T, N, D)`, frame t predicting t + 1;
 - `rollout(z_context (B, C, N, D), actions (B, H, A), context_actions, states) -> z_future (B, H, N, D)`:
   the one autoregressive rollout, used by training (its multistep loss) and by the planners;
@@ -36,6 +38,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
 from common.droid import ACTION_DIM, STATE_DIM
@@ -51,13 +54,16 @@ class StateReadout(nn.Module):
     """Latent (..., N, D) -> state dimensions `dims` (..., len(dims)) in physical units, via the token mean.
 
     Linear on purpose: trained jointly with an end-to-end encoder it makes the latent carry the
-    end-effector position linearly, which is what a distance-based planning cost needs.
+    end-effector position linearly, which is what a distance-based planning cost needs. With V camera views
+    the token mean is taken per view and the V means are concatenated (V * D inputs), so each view has weights
+    of its own (the wrist view sees the arm's position differently from the exterior one).
     """
 
-    def __init__(self, dim: int, dims: list[int]):
+    def __init__(self, dim: int, dims: list[int], views: int = 1):
         super().__init__()
         self.dims = [int(d) for d in dims]
-        self.linear = nn.Linear(dim, len(self.dims))
+        self.views = int(views)
+        self.linear = nn.Linear(dim * self.views, len(self.dims))
         self.register_buffer("mean", torch.zeros(len(self.dims)))
         self.register_buffer("std", torch.ones(len(self.dims)))
 
@@ -66,7 +72,9 @@ class StateReadout(nn.Module):
         self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype).clamp_min(1e-6))
 
     def normalised(self, z: torch.Tensor) -> torch.Tensor:
-        return self.linear(z.mean(dim=-2))
+        if self.views == 1:
+            return self.linear(z.mean(dim=-2))
+        return self.linear(z.unflatten(-2, (self.views, -1)).mean(dim=-2).flatten(-2))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.normalised(z) * self.std + self.mean
@@ -75,6 +83,20 @@ class StateReadout(nn.Module):
         """MSE in normalised units between the readout of latents (..., N, D) and the states (..., S)."""
         target = (states[..., self.dims] - self.mean) / self.std
         return F.mse_loss(self.normalised(z), target)
+
+
+def model_cameras(config: dict[str, Any]) -> list[str]:
+    """The cameras a checkpoint's model sees, in order: its `data.cameras`, else `[data.camera]`; [] when it took
+    each episode's first camera (config.json written before `data.cameras`, or no camera named)."""
+    data = config.get("data") or {}
+    if data.get("cameras"):
+        return [str(c) for c in data["cameras"]]
+    return [str(data["camera"])] if data.get("camera") else []
+
+
+def model_views(config: dict[str, Any]) -> int:
+    """Camera views per frame of a checkpoint's model (1 unless `data.cameras` names several)."""
+    return max(len(model_cameras(config)), 1)
 
 
 @dataclass
@@ -117,6 +139,7 @@ class WorldModel(nn.Module):
     family: ClassVar[str] = ""
     Settings: ClassVar[type[ModelSettings]] = ModelSettings
     families: ClassVar[dict[str, type[WorldModel]]] = {}
+    multi_view: ClassVar[bool] = True  # whether the family can see several camera views (`data.cameras`)
 
     predictor: ACPredictor
     encoder: nn.Module
@@ -135,6 +158,8 @@ class WorldModel(nn.Module):
         self.readout_weight = readout_weight
         self.readout: StateReadout | None = None  # attached by build_model when the config has one
         self.pose_states = False  # states (xyz, rpy, gripper) moved by delta-pose actions: compose, not add
+        self.views = 1  # camera views per frame (set by build_model from data.cameras)
+        self.cameras: list[str] = []  # their names, in order ([]: one unnamed camera)
 
     @classmethod
     def family_class(cls, name: str) -> type[WorldModel]:
@@ -151,8 +176,36 @@ class WorldModel(nn.Module):
         """Weights a fresh training run starts from that are not random (e.g. a frozen encoder)."""
 
     # -- the contract ----------------------------------------------------------------
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (B, T, 3, H, W) -> latents (B, T, N, D); with V views (B, T, V, 3, H, W) -> (B, T, V*N, D)."""
+        flat = self.flat_views(frames)
+        views = None
+        if self.views > 1:  # the view of each frame of the flattened batch (B*T*V frames, views innermost)
+            views = torch.arange(self.views, device=frames.device).repeat(flat.shape[0] * flat.shape[1] // self.views)
+        return self.merge_views(self._encode(flat, views))
+
+    def _encode(self, frames: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
+        """The family's encoder: frames (B, T, 3, H, W) -> (B, T, N, D), each frame alone; `views` (B*T,) the camera
+        view of each frame (None: one view) for families that embed it."""
         raise NotImplementedError
+
+    def flat_views(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames of this model's views as one sequence: (B, T, 3, H, W) for one view, (B, T, V, 3, H, W) ->
+        (B, T*V, 3, H, W) for V; anything else is refused naming the shape expected."""
+        v = self.views
+        if frames.dim() == 6 and frames.shape[2] == v:
+            return frames.flatten(1, 2)
+        if frames.dim() == 5 and v == 1:
+            return frames
+        seen = f"{v} camera views {self.cameras}" if v > 1 else "one camera view"
+        raise ValueError(f"this model sees {seen}: expected frames (B, T, {v}, 3, H, W)"
+                         + (" or (B, T, 3, H, W)" if v == 1 else "") + f", got {tuple(frames.shape)}")
+
+    def merge_views(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, T*V, N, D) per-view latents -> (B, T, V*N, D): each frame's views' tokens side by side."""
+        if self.views == 1:
+            return z
+        return z.unflatten(1, (-1, self.views)).flatten(2, 3)
 
     @property
     def uses_states(self) -> bool:
@@ -340,8 +393,8 @@ class JEPAWorldModel(FrozenEncoderModel):
     def trainable(self) -> nn.Module:
         return nn.ModuleList([self.predictor] + ([self.readout] if self.readout is not None else []))
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        return encode_frames(self.encoder, frames, pool=self.pool)
+    def _encode(self, frames: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
+        return encode_frames(self.encoder, frames, pool=self.pool)  # frozen: views told apart by token position
 
     def prediction_loss(self, z: torch.Tensor, batch: dict[str, torch.Tensor], seed: int, distributed: bool
                         ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
@@ -391,11 +444,13 @@ class LeWMEncoder(nn.Module):
     """LeWorldModel's encoder: a small ViT whose CLS token goes through an MLP projector with BatchNorm.
 
     With `grid=g` the frame is g x g tokens instead (the patch tokens average-pooled to a g x g grid, each through
-    the same projector): a small object that one pooled token drowns out keeps a place of its own.
+    the same projector): a small object that one pooled token drowns out keeps a place of its own. With `views=V`
+    (several cameras) one learned embedding per view is added to every patch token of that view's images, so the
+    one shared ViT knows which camera it is looking at.
     """
 
     def __init__(self, img_size: int = 64, patch_size: int = 8, width: int = 192, depth: int = 12, num_heads: int = 3,
-                 embed_dim: int = 192, projector_hidden: int = 1024, grid: int = 0):
+                 embed_dim: int = 192, projector_hidden: int = 1024, grid: int = 0, views: int = 1):
         super().__init__()
         if grid and (img_size // patch_size) % grid:
             raise ValueError(f"grid {grid} must divide the {img_size // patch_size} patches per side")
@@ -405,12 +460,28 @@ class LeWMEncoder(nn.Module):
         self.projector = nn.Sequential(nn.Linear(width, projector_hidden), nn.BatchNorm1d(projector_hidden), nn.GELU(),
                                        nn.Linear(projector_hidden, embed_dim))
         self.embed_dim = embed_dim
+        self.view_embed = nn.Parameter(trunc_normal_(torch.zeros(views, width), std=0.02)) if views > 1 else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised images -> (B, N, D) embeddings (N = 1, or grid x grid)."""
+    def _features(self, images: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """timm's `forward_features` with each image's view embedding added to its patch tokens."""
+        vit = self.vit
+        x = vit.patch_embed(images) + self.view_embed[views][:, None].to(images.dtype)
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
+        return vit.norm(vit.blocks(x))
+
+    def forward(self, images: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, N, D) embeddings (N = 1, or grid x grid); `views` (B,) the camera
+        view of each image, required when the encoder has several."""
+        features = None
+        if self.view_embed is not None:
+            if views is None:
+                raise ValueError(f"this encoder sees {len(self.view_embed)} camera views: pass each image's view")
+            features = self._features(images, views)
         if not self.grid:
-            return self.projector(self.vit(images))[:, None]
-        tokens = self.vit.forward_features(images)[:, self.vit.num_prefix_tokens:]  # (B, P, width)
+            return self.projector(self.vit(images) if features is None else self.vit.forward_head(features))[:, None]
+        if features is None:
+            features = self.vit.forward_features(images)
+        tokens = features[:, self.vit.num_prefix_tokens:]  # (B, P, width)
         side = int(round(tokens.shape[1] ** 0.5))
         grid = F.adaptive_avg_pool2d(tokens.transpose(1, 2).unflatten(-1, (side, side)), self.grid)  # (B, width, g, g)
         pooled = grid.flatten(2).transpose(1, 2)  # (B, g*g, width)
@@ -434,21 +505,23 @@ class LeWorldModel(WorldModel):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LeWorldModel:
-        encoder = LeWMEncoder(**config["encoder"])
+        encoder = LeWMEncoder(**config["encoder"], views=model_views(config))
         loss = config.get("loss", {})
         return cls(encoder, ACPredictor(encoder.embed_dim, ACPredictorConfig.from_checkpoint(config["predictor"])), config["history"],
                    loss.get("sigreg_lambda", 0.1), loss.get("sigreg_projections", 1024), loss.get("readout_weight", 0.0))
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+    def _encode(self, frames: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
         b, t = frames.shape[:2]
-        z = self.encoder(preprocess(frames.flatten(0, 1)))  # (B*T, N, D)
+        z = self.encoder(preprocess(frames.flatten(0, 1)), views)  # (B*T, N, D)
         return z.unflatten(0, (b, t))
 
     def prediction_loss(self, z: torch.Tensor, batch: dict[str, torch.Tensor], seed: int, distributed: bool
                         ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         pred = self.predict(z[:, :-1], batch["actions"], batch["states"][:, :-1])
         mse = F.mse_loss(pred, z[:, 1:])
-        tokens = z.transpose(1, 2).flatten(0, 1)  # (B*N, T, D): every token a sample of the isotropy test
+        # (B*N, T, D): every token a sample of the isotropy test; with V views N = V x tokens per view, so every
+        # view's tokens are samples of the one test (one shared embedding space, every view on the same scale)
+        tokens = z.transpose(1, 2).flatten(0, 1)
         reg = sigreg(tokens, num_projections=self.sigreg_projections, seed=seed, distributed=distributed)
         return mse + self.sigreg_lambda * reg, {"mse": mse.item(), "sigreg": reg.item()}, pred
 
@@ -458,12 +531,17 @@ class LeWorldModel(WorldModel):
 
 def build_model(config: dict[str, Any]) -> WorldModel:
     """The one way to build a world model: from the plain `config.json` dict of a checkpoint (no hydra)."""
-    model = WorldModel.family_class(config["family"]).from_config(config)
+    family = WorldModel.family_class(config["family"])
+    cameras, views = model_cameras(config), model_views(config)
+    if views > 1 and not family.multi_view:
+        raise ValueError(f"family {family.family} sees one camera; data.cameras names {views}: {cameras}")
+    model = family.from_config(config)
+    model.views, model.cameras = views, cameras
     predictor = getattr(model.predictor, "config", None)
     model.pose_states = (config.get("data", {}).get("action_mode", "delta_pose") == "delta_pose"
                          and getattr(predictor, "state_dim", 0) == STATE_DIM and getattr(predictor, "action_dim", 0) == ACTION_DIM)
     if config.get("readout"):
-        model.readout = StateReadout(model.encoder.embed_dim, config["readout"]["dims"])
+        model.readout = StateReadout(model.encoder.embed_dim, config["readout"]["dims"], views)
     return model
 
 

@@ -65,6 +65,7 @@ from world_model.train_utils import (
 class TrainDataConfig:
     root: str = ""
     camera: str | None = None
+    cameras: tuple[str, ...] | None = None  # several camera views per frame (e.g. exterior_1_left, wrist_left)
     fps: float | None = None  # target frame rate (frameskip from each file's control_hz)
     frameskip: int | None = None  # or a fixed frameskip
     image_size: int = 64
@@ -123,7 +124,8 @@ def train_config(cfg: Any) -> TrainConfig:
 
 def data_config(data: TrainDataConfig) -> dict[str, Any]:
     """The data settings a checkpoint carries, so that planners feed the model what it was trained on."""
-    return {"image_size": data.image_size, "camera": data.camera, "fps": data.fps, "frameskip": data.frameskip,
+    return {"image_size": data.image_size, "camera": data.camera,
+            "cameras": list(data.cameras) if data.cameras else None, "fps": data.fps, "frameskip": data.frameskip,
             "action_mode": data.action_mode, "recorded_actions": list(data.recorded_actions),
             "recorded_reduce": data.recorded_reduce}
 
@@ -131,12 +133,17 @@ def data_config(data: TrainDataConfig) -> dict[str, Any]:
 def _clips(data: TrainDataConfig, split: str, frames: int, load_frames: bool = True) -> ClipDataset:
     return ClipDataset(data.root, split=split, windows=Windows(history=frames, future=0, fps=data.fps, frameskip=data.frameskip),
                        actions=ClipActions(data.action_mode, data.recorded_actions, data.recorded_reduce),
-                       transform=FrameTransform(image_size=data.image_size), camera=data.camera,
+                       transform=FrameTransform(image_size=data.image_size), camera=data.camera, cameras=data.cameras,
                        val_fraction=data.val_fraction, load_frames=load_frames)
 
 
 def _feature_cache(config: TrainConfig, rank: int) -> Any:
     """The frozen encoder's feature cache of the dataset, when the family reads one and a valid one exists."""
+    if config.data.cameras and len(config.data.cameras) > 1:
+        if rank == 0 and getattr(config.model, "use_cache", False):
+            print(f"the feature cache holds one camera; encoding the pixels of the {len(config.data.cameras)} views "
+                  f"{list(config.data.cameras)} on the fly")
+        return None
     try:
         return config.model.feature_cache(config.data.root, config.data.camera, config.data.image_size)
     except (FileNotFoundError, CacheMismatchError) as err:
@@ -194,6 +201,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"max_minutes must be > 0 (or null for no budget), got {config.max_minutes}")
     if config.val_every is not None and config.val_every < 1:
         raise ValueError(f"val_every must be >= 1 step (or null: each epoch), got {config.val_every}")
+    if config.data.camera and config.data.cameras and list(config.data.cameras) != [config.data.camera]:
+        raise ValueError(f"set data.camera or data.cameras, not both (data.camera={config.data.camera}, "
+                         f"data.cameras={list(config.data.cameras)})")
     require_episodes(config.data.root)
     out = Path(config.out)
     last = out / "checkpoints" / "last"

@@ -318,6 +318,7 @@ class VJEPA2ACWorldModel(FrozenEncoderModel):
 
     family = "vjepa2_ac"
     Settings = VJEPA2ACSettings
+    multi_view = False  # Meta's predictor is built for one camera's token grid
     predictor: VJEPA2ACPredictor  # type: ignore[assignment]
 
     def __init__(self, encoder: VideoViT, predictor: VJEPA2ACPredictor, history: int = 1, rollout_steps: int = 2,

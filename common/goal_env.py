@@ -7,16 +7,27 @@ After `reset(seed=...)` (which samples the start and the goal for that seed) an 
 and optionally `subgoal_images()` (intermediate goal images, in order) and `expert_action(rng, noise)` (a
 scripted expert: the oracle baseline and data collection) and `privileged_state()` (e.g. the object's position,
 recorded beside each step for probes and ablations, never an input of the models). Our Franka envs implement it directly; any env can.
+
+Several cameras (a model trained on `data.cameras`): `goal_image(camera=NAME)` (and `subgoal_images(camera=NAME)`)
+render the goal from that camera, and a Dict observation holds each camera's frame under `OBSERVATION_PIXELS`
+(`pixels`: the exterior camera, `wrist_pixels`: the wrist camera). An env with one camera needs neither:
+`goal_views`/`subgoal_views` call `goal_image()` as before when the model sees one view.
 `planners/cem_goal.py`, `evaluate.py` and the episode loop use only this, and say in one line what an env lacks.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from common.droid import EXTERIOR_CAMERA, WRIST_CAMERA
 from common.errors import UserError
+
+#: Where a Dict observation holds each camera's frame (our Franka envs; `pixels` alone for one-camera envs).
+OBSERVATION_PIXELS = {EXTERIOR_CAMERA: "pixels", WRIST_CAMERA: "wrist_pixels"}
 
 REQUIRED = {
     "goal_image": "goal_image() -> (H, W, 3) uint8, the goal rendered after reset",
@@ -63,3 +74,59 @@ def require(env: Any, env_id: str, names: tuple[str, ...] = tuple(REQUIRED), pur
         described = "; ".join({**REQUIRED, **OPTIONAL}[name] for name in missing)
         raise UserError(f"{env_id} ({type(env).__name__}) cannot be used for {purpose}: it lacks {described} "
                         f"(the goal-env protocol, common/goal_env.py){hint}")
+
+
+def _takes_camera(method: Any) -> bool:
+    try:
+        return "camera" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _per_camera(env: Any, name: str, cameras: Sequence[str]) -> Any:
+    method = getattr(env, name)
+    if not _takes_camera(method):
+        raise UserError(f"{type(env).__name__}.{name}() renders one camera; a model that sees cameras {list(cameras)} "
+                        f"needs {name}(camera=NAME) (the goal-env protocol, common/goal_env.py)")
+    return method
+
+
+def default_view(cameras: Sequence[str] | None) -> bool:
+    """Whether a model of these cameras sees the env's default view only (no camera named, or the exterior one)."""
+    return not cameras or list(cameras) == [EXTERIOR_CAMERA]
+
+
+def goal_views(env: Any, cameras: Sequence[str] | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    """The goal image a model of `cameras` needs: `goal_image()` for the default view, the named camera's image
+    for one other camera, camera -> image for several."""
+    if default_view(cameras):
+        return env.goal_image()
+    goal_image = _per_camera(env, "goal_image", cameras)
+    views = {camera: goal_image(camera=camera) for camera in cameras}
+    return views if len(views) > 1 else views[cameras[0]]
+
+
+def subgoal_views(env: Any, cameras: Sequence[str] | None = None) -> list[Any]:
+    """The sub-goal images in order, each as `goal_views` gives the goal; [] without sub-goals."""
+    if not callable(getattr(env, "subgoal_images", None)):
+        return []
+    if default_view(cameras):
+        return list(env.subgoal_images())
+    subgoal_images = _per_camera(env, "subgoal_images", cameras)
+    per_camera = {camera: list(subgoal_images(camera=camera)) for camera in cameras}
+    views = [{camera: per_camera[camera][i] for camera in cameras} for i in range(len(per_camera[cameras[0]]))]
+    return views if len(cameras) > 1 else [v[cameras[0]] for v in views]
+
+
+def observation_views(obs: Any, cameras: Sequence[str], env_id: str = "the env") -> dict[str, np.ndarray]:
+    """camera -> frame from a Dict observation (`OBSERVATION_PIXELS`); a camera it lacks is one line."""
+    views = {}
+    for camera in cameras:
+        key = OBSERVATION_PIXELS.get(camera)
+        if not isinstance(obs, dict) or key not in obs:
+            have = sorted(k for k in obs if k in OBSERVATION_PIXELS.values()) if isinstance(obs, dict) else []
+            raise UserError(f"{env_id}: the model sees cameras {list(cameras)}, but the observation has no frame of "
+                            f"{camera!r} (key {key!r}; it has {have})"
+                            + ("; make the env with env_kwargs.wrist_camera=true" if camera == WRIST_CAMERA else ""))
+        views[camera] = obs[key]
+    return views

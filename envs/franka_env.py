@@ -9,6 +9,10 @@ A damped-least-squares differential IK turns the target pose into joint
 targets inside the joint limits, and joint position actuators track them for
 16 physics steps per control step.
 
+Cameras: the exterior camera (`exterior_1_left`, observation `pixels`) and, with `wrist_camera=True`, the wrist
+camera (`wrist_left`, observation `wrist_pixels`); the goal and sub-goal images are rendered from every camera
+the env has (`goal_image(camera=...)`, `goal_images()`, `subgoal_images(camera=...)`; no camera: the exterior).
+
 Subclasses define a task: `_sample_task`, `_goal_configuration`, `task_distance`,
 `expert_action`.
 """
@@ -85,7 +89,8 @@ class FrankaEnv(gym.Env):
         self._scratch = mujoco.MjData(self.model)  # IK works here, never on the live state
         self._goal_data = mujoco.MjData(self.model)
         self._subgoal_data = mujoco.MjData(self.model)
-        self._subgoal_images: list[np.ndarray] = []
+        self.cameras = [EXTERIOR_CAMERA] + ([WRIST_CAMERA] if wrist_camera else [])  # what the env renders
+        self._subgoal_views: list[dict[str, np.ndarray]] = []  # per sub-goal: camera -> image
         self._arm_qpos = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
         self._arm_dof = np.array([self.model.joint(j).dofadr[0] for j in ARM_JOINTS])
         self._finger_qpos = np.array([self.model.joint(j).qposadr[0] for j in FINGER_JOINTS])
@@ -110,7 +115,7 @@ class FrankaEnv(gym.Env):
         if wrist_camera:
             spaces["wrist_pixels"] = gym.spaces.Box(0, 255, (*self.image_size, 3), dtype=np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self._goal_image: np.ndarray | None = None
+        self._goal_views: dict[str, np.ndarray] = {}  # camera -> goal image
         self._goal_state: np.ndarray | None = None
         self._gripper_target = 0.0
         self._goal_qpos: np.ndarray | None = None
@@ -248,7 +253,9 @@ class FrankaEnv(gym.Env):
         if goal:
             info["goal_image"] = self.goal_image()
             info["goal_state"] = self._goal_state.copy()
-            info["subgoal_images"] = [image.copy() for image in self._subgoal_images]
+            info["subgoal_images"] = self.subgoal_images()
+            if len(self.cameras) > 1:
+                info["goal_images"] = self.goal_images()
         return info
 
     def _subgoal_configurations(self) -> list[Callable[[mujoco.MjData], None]]:
@@ -269,9 +276,9 @@ class FrankaEnv(gym.Env):
             goal.qpos[self._arm_qpos] = self._goal_qpos
             mujoco.mj_forward(self.model, goal)
             self._goal_from_configuration(goal)
-        self._goal_image = self._render(goal, EXTERIOR_CAMERA, self.image_size)
+        self._goal_views = {camera: self._render(goal, camera, self.image_size) for camera in self.cameras}
         self._goal_state = self.state(goal)
-        self._subgoal_images = []
+        self._subgoal_views = []
         scratch = self._subgoal_data
         for configure in self._subgoal_configurations():
             scratch.qpos[:], scratch.qvel[:] = self.data.qpos, 0.0
@@ -279,17 +286,32 @@ class FrankaEnv(gym.Env):
                 scratch.mocap_pos[:], scratch.mocap_quat[:] = self.data.mocap_pos, self.data.mocap_quat
             configure(scratch)
             mujoco.mj_forward(self.model, scratch)
-            self._subgoal_images.append(self._render(scratch, EXTERIOR_CAMERA, self.image_size))
+            self._subgoal_views.append({camera: self._render(scratch, camera, self.image_size) for camera in self.cameras})
 
-    def subgoal_images(self) -> list[np.ndarray]:
-        """Intermediate goal images (before the final goal image), fixed at reset; empty for single-goal tasks."""
-        return [image.copy() for image in self._subgoal_images]
+    def _camera(self, camera: str | None) -> str:
+        camera = EXTERIOR_CAMERA if camera is None else camera
+        if camera not in self.cameras:
+            raise ValueError(f"{type(self).__name__} renders cameras {self.cameras}, not {camera!r}"
+                             + (" (make the env with wrist_camera=True)" if camera == WRIST_CAMERA else ""))
+        return camera
 
-    def goal_image(self) -> np.ndarray:
-        """The scene rendered in the goal configuration (H, W, 3) uint8, fixed at reset."""
-        if self._goal_image is None:
+    def subgoal_images(self, camera: str | None = None) -> list[np.ndarray]:
+        """Intermediate goal images (before the final goal image) from `camera` (default the exterior one), fixed at
+        reset; empty for single-goal tasks."""
+        camera = self._camera(camera)
+        return [views[camera].copy() for views in self._subgoal_views]
+
+    def goal_image(self, camera: str | None = None) -> np.ndarray:
+        """The scene rendered in the goal configuration (H, W, 3) uint8 from `camera` (default the exterior one),
+        fixed at reset."""
+        camera = self._camera(camera)
+        if not self._goal_views:
             raise RuntimeError("goal_image() needs reset() first")
-        return self._goal_image.copy()
+        return self._goal_views[camera].copy()
+
+    def goal_images(self) -> dict[str, np.ndarray]:
+        """The goal image from every camera of the env: camera name -> (H, W, 3) uint8."""
+        return {camera: self.goal_image(camera) for camera in self.cameras}
 
     def goal_state(self) -> np.ndarray:
         if self._goal_state is None:

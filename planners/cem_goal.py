@@ -4,7 +4,8 @@ Runs `episodes` goal-reaching episodes in a gymnasium env (default `FrankaReach-
 planner (CEM by default) over the model's latent space, or a baseline agent (`agent=random|oracle`),
 prints one line per episode and a summary, writes one MP4 per episode (observed frames beside the goal
 image), and ends with a JSON line holding `success_rate`, `mean_final_distance` and
-`mean_plan_seconds_per_step`. Hydra stops at `main()`: below it, a `PlanConfig`.
+`mean_plan_seconds_per_step`. Hydra stops at `main()`: below it, a `PlanConfig`. A checkpoint that sees the wrist
+camera (`data.cameras` in its config.json) makes our Franka envs with `wrist_camera=True` unless `env_kwargs` says.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from common import goal_env
 from common.cli import command_line_keys
 from common.device import pick_device
-from common.droid import CONTROL_HZ
+from common.droid import CONTROL_HZ, WRIST_CAMERA
 from common.seeding import evaluation_seed
 from datasets.index import load_index
 from datasets.reader import EpisodeReader
@@ -37,6 +38,7 @@ from planners.actions import ActionRate, franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
 from planners.factory import PlanConfig, build_planner, load_model, plan_settings, set_threads
+from world_model.models import model_cameras
 
 AGENTS = ("planner", "random", "oracle")
 
@@ -48,11 +50,13 @@ class DatasetGoal:
     file: str
     start_qpos: np.ndarray
     goal_qpos: np.ndarray
-    goal_image: np.ndarray
+    goal_image: np.ndarray | dict[str, np.ndarray]  # camera -> image for a model of several views
 
 
-def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None, count: int) -> list[DatasetGoal]:
-    """`count` goals from the `split` episodes of `root` (cycled if fewer), each `offset` steps ahead of the start."""
+def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None, count: int,
+                  cameras: list[str] | None = None) -> list[DatasetGoal]:
+    """`count` goals from the `split` episodes of `root` (cycled if fewer), each `offset` steps ahead of the start;
+    with several `cameras` each goal image is a dict camera -> image."""
     index = load_index(root)
     if index is None:
         raise FileNotFoundError(f"{root} has no index.json; run python -m datasets.index {root}")
@@ -62,9 +66,16 @@ def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None,
         with EpisodeReader(Path(root) / name) as reader:
             if len(reader) <= offset or JOINTS not in reader.keys():
                 continue
-            cam = camera or reader.cameras[0]
             joints = reader.read(JOINTS)
-            usable.append(DatasetGoal(name, joints[0], joints[offset], reader.images(cam, [offset])[0]))
+            if cameras and len(cameras) > 1:
+                missing = [c for c in cameras if c not in reader.cameras]
+                if missing:
+                    raise ValueError(f"{Path(root) / name}: missing key 'observation/image/{missing[0]}': expected "
+                                     f"cameras {cameras}, the episode has {reader.cameras}")
+                image: Any = {c: reader.images(c, [offset])[0] for c in cameras}
+            else:
+                image = reader.images(camera or (cameras or reader.cameras)[0], [offset])[0]
+            usable.append(DatasetGoal(name, joints[0], joints[offset], image))
         if len(usable) >= count:
             break
     if not usable:
@@ -104,8 +115,11 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         model, model_config, checkpoint = load_model(config.checkpoint, device)
     kwargs = dict(config.env_kwargs or {})
     ours = str(gym.spec(config.env_id).entry_point).startswith("envs.")
+    cameras = model_cameras(model_config) if model_config else []
     if ours:
         kwargs.setdefault("image_size", model_config.get("data", {}).get("image_size", 64) if model_config else 64)
+        if WRIST_CAMERA in cameras:
+            kwargs.setdefault("wrist_camera", True)  # the checkpoint sees the wrist camera
     else:
         kwargs.setdefault("render_mode", "rgb_array")
     env = make_env(config, kwargs)
@@ -119,7 +133,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         if not ours:
             raise ValueError("goals=dataset needs one of our Franka envs (it restores recorded joint configurations)")
         g = config.goal_data
-        goals = dataset_goals(g.root, g.split, g.offset, g.camera, config.episodes)
+        goals = dataset_goals(g.root, g.split, g.offset, g.camera, config.episodes, cameras)
 
     agent: Agent
     if planner_agent:
@@ -128,7 +142,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         planner = build_planner(model, model_config, config.solver, config.mpc, config.fixed(), device, config.seed, env,
                                 rate)
         delta_pose = model_config.get("data", {}).get("action_mode") == "delta_pose"
-        agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None, config.subgoals, rate)
+        agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None, config.subgoals, rate,
+                             cameras)
     else:  # random: correlated noise in the env's action box; oracle: the env's scripted expert (knows the goal)
         agent = PolicyAgent(make_policy("random" if config.agent == "random" else "expert", expert_noise=0.0))
 
@@ -169,6 +184,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "frameskip": rate.skip if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
         "max_steps": config.max_steps, "device": str(device), "torch_threads": threads,
         "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
+        "cameras": cameras or None,
     }
     print(f"{config.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "
           f"{summary['mean_final_distance']:.3f}, {summary['mean_plan_seconds_per_step']:.3f} s planning per step"

@@ -2,7 +2,10 @@
 
 An agent is reset with the episode's goal, then maps observations to the env actions to execute next
 (one for a policy, the plan's first `execute` for the planner). The loop records every frame, stops on
-success, termination or after `max_steps` env steps.
+success, termination or after `max_steps` env steps. An agent whose model sees cameras other than the env's
+default view (`agent.cameras`, e.g. exterior and wrist) gets the goal, sub-goals and observations of each of them
+(common/goal_env.py: `goal_views`, `subgoal_views`, `observation_views`); the recorded frames and the result's goal
+images stay the default (exterior) view's.
 """
 
 from __future__ import annotations
@@ -43,6 +46,20 @@ def observe(env: Any, obs: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return env.render(), None
 
 
+def observe_views(env: Any, obs: Any, cameras: list[str] | None) -> tuple[Any, np.ndarray | None]:
+    """(pixels, state) for a model of `cameras`: as `observe` for the default view, else the named camera's frame
+    (one camera) or a dict camera -> frame (several)."""
+    if goal_env.default_view(cameras):
+        return observe(env, obs)
+    views = goal_env.observation_views(obs, cameras, getattr(getattr(env, "spec", None), "id", None) or type(env).__name__)
+    return (views if len(views) > 1 else views[cameras[0]]), obs.get("state")
+
+
+def first_view(image: Any) -> Any:
+    """The default (first) view of a goal given per camera, for videos and plots; an image as it is."""
+    return next(iter(image.values())) if isinstance(image, dict) else image
+
+
 class Agent(Protocol):
     def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None: ...
 
@@ -61,15 +78,16 @@ class PlannerAgent:
     """
 
     def __init__(self, planner: MPCPlanner, to_env_action: Callable[[np.ndarray, Any], np.ndarray] | None = None,
-                 subgoals: bool = False, rate: Any = None):
+                 subgoals: bool = False, rate: Any = None, cameras: list[str] | None = None):
         self.planner, self.to_env_action, self.subgoals, self.rate = planner, to_env_action, subgoals, rate
+        self.cameras = cameras if cameras is not None else planner.cameras  # the views the model sees (None: default)
 
     def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None:
         subgoals = list(info.get("subgoal_images", [])) if self.subgoals else []
         self.planner.reset([*subgoals, goal_image] if subgoals else goal_image, info.get("goal_state"))
 
     def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
-        pixels, state = observe(env, obs)
+        pixels, state = observe_views(env, obs, self.cameras)
         convert = self.to_env_action
         actions = self.planner.act(pixels, state).numpy()
         if self.rate is not None:
@@ -104,11 +122,12 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
     test. The env implements the goal-env protocol (common/goal_env.py). `progress`: a progress-bar label (steps,
     distance, planning time), or None for no bar."""
     task = goal_env.task(env)
+    cameras = getattr(agent, "cameras", None)
     obs, info = env.reset(seed=seed, options=reset_options)
-    goal = goal_image if goal_image is not None else task.goal_image()
-    subgoals = list(task.subgoal_images()) if goal_image is None and hasattr(task, "subgoal_images") else []
+    goal = goal_image if goal_image is not None else goal_env.goal_views(task, cameras)
+    subgoals = goal_env.subgoal_views(task, cameras) if goal_image is None else []
     agent.reset(env, goal, {**info, "subgoal_images": subgoals}, seed)
-    result = EpisodeResult(False, float("nan"), 0, 0.0, [], goal, subgoals)
+    result = EpisodeResult(False, float("nan"), 0, 0.0, [], first_view(goal), [first_view(g) for g in subgoals])
 
     def log(obs: Any) -> None:
         result.final_distance = float(task.task_distance())

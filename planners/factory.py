@@ -215,6 +215,8 @@ def build_planner(model: WorldModelLike, model_config: dict[str, Any], solver: S
                   ) -> MPCPlanner:
     """An MPC planner over `model` with the given solver and MPC settings (`rate`: the model's frameskip mapping,
     planners.actions.ActionRate, for its bounds)."""
+    from world_model.models import model_cameras
+
     image_size = model_config.get("data", {}).get("image_size")
     return MPCPlanner(model, solver.make(seed), model_bounds(model_config, fixed, env, rate), resolve_mpc(model, mpc), device,
-                      image_size)  # the planner moves the bounds to its device, where the candidates are sampled
+                      image_size, model_cameras(model_config))  # the planner moves the bounds to its device

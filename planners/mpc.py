@@ -8,12 +8,15 @@ The goal may be a sequence of images (sub-goals, as in V-JEPA 2-AC's pick-and-pl
 at one at a time and moves to the next when the observed latent comes within `subgoal_latent` of it
 (or its readout within `subgoal_readout` metres), or after `subgoal_steps` control steps on it; the
 last image is the goal and is never left. Each plan appends a `PlanStep` to `trace` for diagnostics.
+
+A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
+sub-goal as a dict camera -> image (H, W, 3); all views are encoded together into one latent per frame.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +66,16 @@ def check_frame(frame: Any, what: str = "frame") -> np.ndarray:
     return frame
 
 
+#: What the planner observes: one image (H, W, 3) uint8, or with several camera views a dict camera -> image.
+Frame = np.ndarray | Mapping[str, np.ndarray]
+
+
 class MPCPlanner:
     """Holds the goal and the observed history; `act` returns the next actions to execute."""
 
     def __init__(self, model: WorldModelLike, solver: Solver, bounds: Bounds, config: MPCConfig,
-                 device: str | torch.device = "cpu", image_size: int | None = None):
+                 device: str | torch.device = "cpu", image_size: int | None = None,
+                 cameras: Sequence[str] | None = None):
         if config.execute > config.horizon:
             raise ValueError(f"cannot execute {config.execute} actions of a {config.horizon}-step plan")
         if config.readout_weight and getattr(model, "readout", None) is None:
@@ -76,10 +84,16 @@ class MPCPlanner:
         self.device = torch.device(device)
         self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
+        # several views: each frame is a dict camera -> image, encoded in this order (None: one image per frame)
+        self.cameras = list(cameras) if cameras is not None and len(cameras) > 1 else None
+        views = getattr(model, "views", 1)
+        if views != (len(self.cameras) if self.cameras else 1):
+            raise ValueError(f"the model sees {views} camera view(s); the planner was given cameras {list(cameras or [])}")
         self.reset(None)
 
-    def reset(self, goal: np.ndarray | Sequence[np.ndarray] | None, goal_state: np.ndarray | None = None) -> None:
-        """Start an episode toward `goal`: one image (H, W, 3) uint8, or sub-goal images in order, the goal last."""
+    def reset(self, goal: Frame | Sequence[Frame] | None, goal_state: np.ndarray | None = None) -> None:
+        """Start an episode toward `goal`: one image (H, W, 3) uint8 (a dict camera -> image for several views), or
+        sub-goal images in order, the goal last (a list, or images stacked as (K, H, W, 3))."""
         self.latents: list[torch.Tensor] = []
         self.states: list[torch.Tensor] = []
         self.executed: list[torch.Tensor] = []
@@ -87,20 +101,39 @@ class MPCPlanner:
         self.plan_seconds: list[float] = []
         self.trace: list[PlanStep] = []
         self.goal_state = None if goal_state is None else torch.as_tensor(goal_state, dtype=torch.float32)
-        frames = [] if goal is None else [goal] if isinstance(goal, np.ndarray) and goal.ndim != 4 else list(goal)
-        self.goals = [self._encode(frame) for frame in frames]
+        single = isinstance(goal, Mapping) or (isinstance(goal, np.ndarray) and goal.ndim != 4)
+        frames = [] if goal is None else [goal] if single else list(goal)
+        self.goals = [self._encode(frame, "goal") for frame in frames]
         self.goal_index, self.steps_on_goal = 0, 0
 
     @property
     def z_goal(self) -> torch.Tensor | None:
         return self.goals[self.goal_index] if self.goals else None
 
+    def views(self, frame: Frame, what: str = "frame") -> list[np.ndarray]:
+        """The images of one observation or goal, in the model's camera order, each checked."""
+        if self.cameras is None:
+            if isinstance(frame, Mapping):
+                raise ValueError(f"{what}: this model sees one camera: pass one image (H, W, 3), got views {sorted(frame)}")
+            return [check_frame(frame, what)]
+        if not isinstance(frame, Mapping):
+            raise ValueError(f"{what}: this model sees cameras {self.cameras}: pass a dict camera -> image (H, W, 3), "
+                             f"got {type(frame).__name__}")
+        missing = [camera for camera in self.cameras if camera not in frame]
+        if missing:
+            raise ValueError(f"{what}: this model sees cameras {self.cameras}; missing {missing} (got {sorted(frame)})")
+        return [check_frame(frame[camera], f"{what}[{camera}]") for camera in self.cameras]
+
     @torch.no_grad()
-    def _encode(self, frame: np.ndarray) -> torch.Tensor:
-        pixels = torch.from_numpy(np.ascontiguousarray(check_frame(frame))).permute(2, 0, 1)
-        if self.image_size is not None:
-            pixels = resize_uint8(pixels[None], (self.image_size, self.image_size))[0]
-        return self.model.encode(pixels[None, None].to(self.device))[0, 0]  # (N, D)
+    def _encode(self, frame: Frame, what: str = "frame") -> torch.Tensor:
+        views = []
+        for image in self.views(frame, what):
+            pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            if self.image_size is not None:
+                pixels = resize_uint8(pixels[None], (self.image_size, self.image_size))[0]
+            views.append(pixels)
+        pixels = views[0][None, None] if len(views) == 1 else torch.stack(views)[None, None]  # (1, 1, [V,] 3, H, W)
+        return self.model.encode(pixels.to(self.device))[0, 0]  # (N, D); V views: (V*N, D)
 
     @torch.no_grad()
     def _reached(self, z: torch.Tensor) -> bool:
@@ -124,8 +157,9 @@ class MPCPlanner:
             terms.append(StateGoalCost(states[-1, :3], self.goal_state[:3].to(self.device), c.state_weight))
         return terms
 
-    def act(self, frame: np.ndarray, state: np.ndarray | None = None) -> torch.Tensor:
-        """Observe one frame (H, W, 3) uint8 (and state), plan, return the next (k, A) actions."""
+    def act(self, frame: Frame, state: np.ndarray | None = None) -> torch.Tensor:
+        """Observe one frame (H, W, 3) uint8 (a dict camera -> image for several views) and the state, plan, return
+        the next (k, A) actions."""
         if self.z_goal is None:
             raise RuntimeError("MPCPlanner.act needs reset(goal_frame) first")
         h = self.model.history

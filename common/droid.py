@@ -36,3 +36,10 @@ JOINTS_KEY = "observation/joint_position"
 TIMESTAMP_KEY = "timestamp"  # time.monotonic() when the observation was taken
 GOAL_KEY = "goal/exterior_image_1_left"
 RESET_KEY = "reset"  # optional request flag: true starts a new episode
+
+
+def wire_image_key(camera: str, prefix: str = "observation") -> str:
+    """A camera's image key on the wire, in openpi's DROID naming: `exterior_1_left` -> `observation/exterior_image_1_left`
+    (= IMAGE_KEY), `wrist_left` -> `observation/wrist_image_left`; `prefix="goal"` gives its goal key (GOAL_KEY)."""
+    head, _, rest = camera.partition("_")
+    return f"{prefix}/{head}_image_{rest}" if rest else f"{prefix}/{camera}_image"

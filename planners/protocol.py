@@ -9,7 +9,9 @@ Wire compatibility with `openpi_client.WebsocketClientPolicy`:
   numpy scalars as `{b"__npgeneric__": True, b"data": item, b"dtype": str}` (no pickle, ever).
 
 Requests follow the DROID observation keys; the goal image arrives in `goal/exterior_image_1_left`
-and is kept per connection until replaced.
+and is kept per connection until replaced. A model of several camera views takes one image per camera under
+openpi's DROID names (`common.droid.wire_image_key`: `observation/exterior_image_1_left`,
+`observation/wrist_image_left`, and `goal/...` likewise).
 """
 
 from __future__ import annotations
@@ -107,9 +109,10 @@ def unpackb(data: bytes) -> Any:
 
 @dataclass
 class Observation:
-    image: np.ndarray  # (H, W, 3) uint8
+    image: np.ndarray  # (H, W, 3) uint8: the (first) camera's image
     cartesian: np.ndarray  # (6,) float32
     gripper: float
+    images: dict[str, np.ndarray] | None = None  # several views: wire key -> image, in the model's camera order
 
 
 def _key(request: dict, key: str) -> Any:
@@ -153,8 +156,9 @@ def check_vector(value: Any, key: str, size: int) -> np.ndarray:
     return arr
 
 
-def parse_observation(request: dict, max_side: int) -> Observation:
-    image = check_image(_key(request, IMAGE_KEY), IMAGE_KEY, max_side)
+def parse_observation(request: dict, max_side: int, image_keys: tuple[str, ...] = (IMAGE_KEY,)) -> Observation:
+    """The observation of a request: one image per key of `image_keys` (the model's cameras), pose and gripper."""
+    images = {key: check_image(_key(request, key), key, max_side) for key in image_keys}
     cartesian = check_vector(_key(request, CARTESIAN_KEY), CARTESIAN_KEY, 6)
     gripper = check_vector(_key(request, GRIPPER_KEY), GRIPPER_KEY, 1)
-    return Observation(image, cartesian, float(gripper[0]))
+    return Observation(images[image_keys[0]], cartesian, float(gripper[0]), images if len(images) > 1 else None)

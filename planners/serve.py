@@ -6,6 +6,12 @@ observed history, warm start), so concurrent clients never see each other's goal
 validated on the event loop; plans run one at a time on a worker thread, so the health endpoint
 (`GET /healthz`) and error replies stay responsive while a plan is running. A bad request gets a
 text reply naming the problem and the connection (and the server) keeps serving.
+
+A model of several camera views (`data.cameras` in its config.json, e.g. exterior and wrist) takes one image per
+camera in every observation (`observation/exterior_image_1_left`, `observation/wrist_image_left`) and goal
+(`goal/exterior_image_1_left`, `goal/wrist_image_left`; stacked sub-goals: the same count per camera); the
+metadata lists the keys. A one-view model ignores other cameras' observation images (openpi's DROID client sends
+the wrist image too) but refuses goal images of other cameras in one line.
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ from common.droid import (
     GRIPPER_KEY,
     IMAGE_KEY,
     RESET_KEY,
+    wire_image_key,
 )
+from common.goal_env import default_view
 from common.seeding import derive_seed
 from datasets.transforms import resize_uint8
 from planners.actions import ActionRate, delta_gripper_to_target
@@ -85,7 +93,7 @@ class ServeConfig(PlanConfig):
 
 @dataclass
 class Request:
-    goals: list[np.ndarray] | None  # sub-goal images then the goal (usually just the goal)
+    goals: list[Any] | None  # sub-goal images then the goal (usually just the goal); several views: dicts
     observation: Observation | None
     reset: bool
 
@@ -104,20 +112,45 @@ class Session:
         """Validate a decoded request (cheap, on the event loop); raises `RequestError`."""
         if not isinstance(message, dict):
             raise RequestError(f"a request must be a dict of arrays, got {type(message).__name__}")
-        goal = check_goals(message[GOAL_KEY], GOAL_KEY, self.service.max_image_side) if GOAL_KEY in message else None
-        has_obs = any(k in message for k in OBSERVATION_KEYS)
-        observation = parse_observation(message, self.service.max_image_side) if has_obs else None
+        service = self.service
+        goal = self._goals(message)
+        has_obs = any(k in message for k in (*OBSERVATION_KEYS, *service.image_keys))
+        if has_obs:
+            service.require_views(message, service.image_keys, "observation")
+        observation = parse_observation(message, service.max_image_side, service.image_keys) if has_obs else None
         if observation is not None and goal is None and self.goals is None:
-            raise RequestError(f"no goal image yet: send {GOAL_KEY!r} (uint8 H x W x 3) with the first observation")
+            raise RequestError(f"no goal image yet: send {service.goal_keys[0] if len(service.goal_keys) == 1 else service.goal_keys} "
+                               f"(uint8 H x W x 3) with the first observation")
         if goal is None and observation is None and not message.get(RESET_KEY):
-            raise RequestError(f"empty request: send {list(OBSERVATION_KEYS)} and/or {GOAL_KEY!r}")
+            raise RequestError(f"empty request: send {[*service.image_keys, CARTESIAN_KEY, GRIPPER_KEY]} and/or "
+                               f"{service.goal_keys[0] if len(service.goal_keys) == 1 else service.goal_keys}")
         return Request(goal, observation, bool(message.get(RESET_KEY, False)))
+
+    def _goals(self, message: dict) -> list[Any] | None:
+        """The goal images of a request (None: none sent): one per camera key, sub-goals stacked the same way."""
+        service = self.service
+        others = sorted(k for k in message if isinstance(k, str) and k.startswith("goal/") and k not in service.goal_keys)
+        if others:
+            raise RequestError(f"{others[0]}: this model sees {service.seen()}; send goal images only as "
+                               f"{list(service.goal_keys)}")
+        if not any(k in message for k in service.goal_keys):
+            return None
+        service.require_views(message, service.goal_keys, "goal")
+        per_key = {k: check_goals(message[k], k, service.max_image_side) for k in service.goal_keys}
+        counts = {k: len(v) for k, v in per_key.items()}
+        if len(set(counts.values())) > 1:
+            raise RequestError(f"goal images: every camera needs the same number of (sub-)goal images, got {counts}")
+        if len(per_key) == 1:
+            return next(iter(per_key.values()))
+        cameras = service.cameras
+        return [{camera: per_key[key][i] for camera, key in zip(cameras, service.goal_keys)}
+                for i in range(len(per_key[service.goal_keys[0]]))]
 
     def handle(self, request: Request) -> dict[str, Any]:
         """Set the goal and/or plan (model work, on the planning thread)."""
         reply: dict[str, Any] = {}
         if request.goals is not None:
-            self.goals = [self.service.resize(goal) for goal in request.goals]
+            self.goals = [self.service.resize_views(goal) for goal in request.goals]
             self.planner.reset(self.goals)
             self.plans = 0  # an episode's replies do not depend on earlier episodes of the connection
             reply["goal_set"] = True
@@ -131,7 +164,8 @@ class Session:
         self.planner.solver.reseed(derive_seed(self.seed, self.plans))  # deterministic per connection
         self.plans += 1
         start = time.perf_counter()
-        actions = self.planner.act(self.service.resize(obs.image), state).numpy().astype(np.float32)
+        frame: Any = obs.image if obs.images is None else dict(zip(self.service.cameras, obs.images.values()))
+        actions = self.planner.act(self.service.resize_views(frame), state).numpy().astype(np.float32)
         env_actions = np.concatenate([self.service.rate.to_env(a) for a in actions])  # each model action: skip steps
         reply["actions"] = delta_gripper_to_target(env_actions, obs.gripper)
         reply["goal_index"] = self.planner.goal_index  # which of the sent goal images the plan aimed at
@@ -152,6 +186,15 @@ class PlanningService:
                              f"trained on recorded env actions")
         self.image_size = int(self.model_config.get("data", {}).get("image_size", 64))
         self.max_image_side = int(config.max_image_side)
+        from world_model.models import model_cameras
+
+        # the images a request carries: one per camera the model sees (DROID's exterior key for the default view)
+        self.cameras = model_cameras(self.model_config)
+        if default_view(self.cameras):
+            self.image_keys, self.goal_keys = (IMAGE_KEY,), (GOAL_KEY,)
+        else:
+            self.image_keys = tuple(wire_image_key(c) for c in self.cameras)
+            self.goal_keys = tuple(wire_image_key(c, "goal") for c in self.cameras)
         # a model trained with a frameskip plans once per `skip` control steps; its actions go out as those steps
         self.rate = ActionRate.for_model(self.model_config.get("data", {}), float(config.control_hz))
         bounds = model_bounds(self.model_config, config.fixed())  # per control step: what the robot is sent
@@ -166,7 +209,8 @@ class PlanningService:
             "action_space": {"type": CARTESIAN_DELTA_ACTION, "dim": ACTION_DIM, "names": list(ACTION_NAMES), "low": low,
                              "high": high, "frame": "base; rotation applied as R(delta) @ R",
                              "gripper": "absolute target, 0 open .. 1 closed"},
-            "observation_keys": [IMAGE_KEY, CARTESIAN_KEY, GRIPPER_KEY], "goal_key": GOAL_KEY, "reset_key": RESET_KEY,
+            "observation_keys": [*self.image_keys, CARTESIAN_KEY, GRIPPER_KEY], "goal_key": self.goal_keys[0],
+            "goal_keys": list(self.goal_keys), "cameras": self.cameras or None, "reset_key": RESET_KEY,
             "max_image_side": self.max_image_side,
             "cost": {"metric": mpc.metric, "readout_weight": mpc.readout_weight}, "torch_threads": self.threads,
         }
@@ -174,6 +218,20 @@ class PlanningService:
     def resize(self, image: np.ndarray) -> np.ndarray:
         frames = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         return resize_uint8(frames, (self.image_size, self.image_size))[0].permute(1, 2, 0).numpy()
+
+    def resize_views(self, frame: Any) -> Any:
+        """An image, or a dict camera -> image, at the model's image size."""
+        return {k: self.resize(v) for k, v in frame.items()} if isinstance(frame, dict) else self.resize(frame)
+
+    def seen(self) -> str:
+        return f"cameras {self.cameras}" if len(self.cameras) > 1 else f"one camera ({(self.cameras or ['exterior_1_left'])[0]})"
+
+    def require_views(self, message: dict, keys: tuple[str, ...], what: str) -> None:
+        """One line naming the first of `keys` a request lacks, what the model sees and every key it needs."""
+        missing = [k for k in keys if k not in message]
+        if missing and len(keys) > 1:
+            raise RequestError(f"missing key {missing[0]!r}: this model sees {self.seen()}; send one {what} image per "
+                               f"camera: {list(keys)}")
 
 
 class PlanningServer:

@@ -3,6 +3,7 @@
     python recipes/franka.py family=lewm                       # FrankaReach-v0, LeWorldModel (the shipped default)
     python recipes/franka.py family=vjepa_ac                   # frozen V-JEPA encoder + AdaLN AC predictor
     python recipes/franka.py env_id=FrankaPush-v0 family=lewm  # the push task
+    python recipes/franka.py env_id=FrankaPickPlace-v0 cameras=[exterior_1_left,wrist_left] ...  # + the wrist view
 
 Each stage runs the repository's own command-line tool in a child process (so its progress shows)
 and is skipped when its output already exists, so an interrupted recipe continues where it stopped.
@@ -41,17 +42,21 @@ def _run(cmd: list[str], log: list[dict[str, Any]], stage: str, capture_json: bo
 
 
 def main(cfg: Any) -> None:
+    from common.droid import WRIST_CAMERA
+
     py = sys.executable
     data, out = Path(cfg.data_root), Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log: list[dict[str, Any]] = []
     # the checkpoint carries the task it is evaluated on (config.json `planning`)
+    cameras = [str(c) for c in cfg.cameras or []]  # several views: the wrist camera recorded, data.cameras trained on
     overrides = [f"++planning.env_id={cfg.env_id}", f"++planning.max_steps={cfg.max_steps}",
-                 *[str(o) for o in cfg.train_overrides]]
+                 *([f"data.cameras=[{','.join(cameras)}]"] if cameras else []), *[str(o) for o in cfg.train_overrides]]
     if not (data / "index.json").exists():
         _run([py, "-m", "recipes.collect", f"env_id={cfg.env_id}", f"out={data}", f"num_episodes={cfg.collect.episodes}",
               f"max_steps={cfg.collect.max_steps}", f"policy={cfg.collect.policy}", f"seed={cfg.seed}",
-              f"workers={cfg.workers}"], log, "collect")
+              f"workers={cfg.workers}", *(["env_kwargs={wrist_camera: true}"] if WRIST_CAMERA in cameras else [])],
+             log, "collect")
     checkpoint = out / "model" / "checkpoints" / "last"
     if not (checkpoint / "config.json").exists() or cfg.retrain:
         start_over = ["overwrite=true"] if checkpoint.exists() else []  # retrain: replace the earlier model

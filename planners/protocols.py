@@ -29,7 +29,9 @@ class WorldModelLike(Protocol):
     @property
     def uses_states(self) -> bool: ...
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor: ...
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, T, 3, H, W) -> (B, T, N, D); a model of V camera views (`views`, default 1) takes
+        (B, T, V, 3, H, W) and concatenates the views' tokens (N = V x tokens per view)."""
 
     def rollout(self, z_context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor | None = None,
                 states: torch.Tensor | None = None) -> torch.Tensor:

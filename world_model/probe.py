@@ -39,7 +39,7 @@ from datasets.clips import ClipDataset, FrameTransform, Windows
 from datasets.schema import PRIVILEGED_GROUP
 from world_model.checkpoints import load_encoder
 from world_model.encoder import encode_frames
-from world_model.models import load_world_model
+from world_model.models import load_world_model, model_cameras
 
 
 class AttentiveProbe(nn.Module):
@@ -121,10 +121,13 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
     torch.manual_seed(seed)
     dev = pick_device(device)
     encode = frame_features(checkpoint, dev, pool)
+    config_path = Path(checkpoint) / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    cameras = model_cameras(config) if "family" in config else []  # a world model's camera views
     splits = {}
     for split in ("train", "val"):
         ds = ClipDataset(data_root, split=split, windows=Windows(history=1, future=0),
-                         transform=FrameTransform(image_size=image_size))
+                         transform=FrameTransform(image_size=image_size), cameras=cameras or None)
         if len(ds) == 0:
             raise ValueError(f"{data_root} has no {split} frames; index it with a validation share (datasets.index)")
         splits[split] = encode_split(encode, ds, batch_size, dev, max_frames, progress, target)

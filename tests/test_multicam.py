@@ -144,7 +144,7 @@ def test_the_latent_of_two_views_has_twice_the_tokens(two_view_data, grid):
         model.encode(frames[None, :, 0])
 
 
-def test_frozen_families_concatenate_the_views_tokens():
+def test_frozen_families_concatenate_the_views_tokens_and_train_on_them():
     from world_model.models import build_model
 
     encoder = {"size": "micro", "img_size": 32, "patch_size": 16, "depth": 1}
@@ -158,6 +158,17 @@ def test_frozen_families_concatenate_the_views_tokens():
     assert z.shape == (1, 2, 8, 96)  # 2 views x 4 patch tokens
     torch.testing.assert_close(z[:, :, :4], one.encode(frames[:, :, 0]))
     torch.testing.assert_close(z[:, :, 4:], one.encode(frames[:, :, 1]))
+    batch = {"frames": torch.randint(0, 256, (2, 4, 2, 3, 32, 32), dtype=torch.uint8),
+             "actions": torch.zeros(2, 3, 7), "states": torch.zeros(2, 4, 7)}
+    loss, parts = two.loss(batch)
+    assert torch.isfinite(loss) and set(parts) == {"teacher_forcing", "rollout"}
+    # C-JEPA: K slots per view (each view's slots reconstruct that view's frozen tokens)
+    slots = build_model({"family": "cjepa", "history": 2, "encoder_config": encoder, "predictor": {**predictor, "width": 32},
+                         "slots": {"num_slots": 3, "slot_dim": 16, "iters": 1, "decoder_hidden": 16},
+                         "data": {"cameras": CAMERAS}})
+    assert slots.encode(frames).shape == (1, 2, 6, 16)
+    loss, parts = slots.loss(batch)
+    assert torch.isfinite(loss) and "reconstruction" in parts
     with pytest.raises(ValueError, match="family vjepa2_ac sees one camera"):
         build_model({"family": "vjepa2_ac", "data": {"cameras": CAMERAS}})
 
@@ -351,3 +362,21 @@ def test_the_server_takes_one_image_per_camera(two_view_run, tmp_path):
     with pytest.raises(RequestError, match=r"^goal/wrist_image_left: this model sees one camera \(exterior_1_left\); "
                                            r"send goal images only as \['goal/exterior_image_1_left'\]$"):
         single.parse({GOAL_KEY: image(), wrist_goal: image()})
+
+
+def test_dataset_goals_carry_every_view(two_view_data, tmp_path):
+    """goals=dataset: each held-out goal frame from every camera the model sees; a camera the episode lacks is one line."""
+    import shutil
+
+    from datasets.index import write_index
+    from planners.cem_goal import dataset_goals
+
+    root = tmp_path / "data"
+    shutil.copytree(two_view_data, root)
+    write_index(root, val_fraction=0.5)
+    goals = dataset_goals(root, "val", 5, None, 3, CAMERAS)
+    assert len(goals) == 3 and all(list(g.goal_image) == CAMERAS for g in goals)
+    assert np.array_equal(goals[0].goal_image[WRIST_CAMERA], goals[0].goal_image[EXTERIOR_CAMERA][::-1])  # the synthetic wrist view: flipped
+    assert dataset_goals(root, "val", 5, None, 1)[0].goal_image.shape == (32, 32, 3)  # one view: as before
+    with pytest.raises(ValueError, match=r"episode_\d+\.h5: missing key 'observation/image/left_cam': expected cameras "):
+        dataset_goals(root, "val", 5, None, 1, [EXTERIOR_CAMERA, "left_cam"])

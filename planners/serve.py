@@ -47,6 +47,7 @@ from common.droid import (
     CARTESIAN_DELTA_ACTION,
     CARTESIAN_KEY,
     CONTROL_HZ,
+    EXTERIOR_CAMERA,
     GOAL_KEY,
     GRIPPER_DIM,
     GRIPPER_KEY,
@@ -119,11 +120,11 @@ class Session:
             service.require_views(message, service.image_keys, "observation")
         observation = parse_observation(message, service.max_image_side, service.image_keys) if has_obs else None
         if observation is not None and goal is None and self.goals is None:
-            raise RequestError(f"no goal image yet: send {service.goal_keys[0] if len(service.goal_keys) == 1 else service.goal_keys} "
-                               f"(uint8 H x W x 3) with the first observation")
+            raise RequestError(f"no goal image yet: send {service.goals_wanted()} (uint8 H x W x 3) with the first "
+                               f"observation")
         if goal is None and observation is None and not message.get(RESET_KEY):
             raise RequestError(f"empty request: send {[*service.image_keys, CARTESIAN_KEY, GRIPPER_KEY]} and/or "
-                               f"{service.goal_keys[0] if len(service.goal_keys) == 1 else service.goal_keys}")
+                               f"{service.goals_wanted()}")
         return Request(goal, observation, bool(message.get(RESET_KEY, False)))
 
     def _goals(self, message: dict) -> list[Any] | None:
@@ -224,7 +225,11 @@ class PlanningService:
         return {k: self.resize(v) for k, v in frame.items()} if isinstance(frame, dict) else self.resize(frame)
 
     def seen(self) -> str:
-        return f"cameras {self.cameras}" if len(self.cameras) > 1 else f"one camera ({(self.cameras or ['exterior_1_left'])[0]})"
+        """What the model sees, for error messages."""
+        return f"cameras {self.cameras}" if len(self.cameras) > 1 else f"one camera ({(self.cameras or [EXTERIOR_CAMERA])[0]})"
+
+    def goals_wanted(self) -> str:
+        return repr(self.goal_keys[0]) if len(self.goal_keys) == 1 else str(list(self.goal_keys))
 
     def require_views(self, message: dict, keys: tuple[str, ...], what: str) -> None:
         """One line naming the first of `keys` a request lacks, what the model sees and every key it needs."""

@@ -242,7 +242,7 @@ class PushTEnv(_GymPushT):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (7,), np.float64)
         self.goal_state: np.ndarray | None = None
         self._goal_image: np.ndarray | None = None
-        self._expert = PushTExpert(*((1.0, 0.01) if success == "coverage" else (6.0, 0.15)))
+        self._expert = PushTExpert(*((1.0, 0.01, 0.8, 0.1) if success == "coverage" else (6.0, 0.15, 0.8, 0.0)))
 
     # -- state ----------------------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
@@ -285,6 +285,7 @@ class PushTEnv(_GymPushT):
             goal = self._task_goal(start)
         else:
             start, goal = self._reference_goal()
+            self._setup()  # a fresh space: no contact cached from the demonstration warm-starts the first steps
         self.set_state(goal)
         self.goal_state = self.get_state()
         self._goal_image = self.render()
@@ -358,6 +359,34 @@ class PushTEnv(_GymPushT):
     def render(self) -> np.ndarray:
         """The scene as observed: `image_size` square RGB (the target T drawn, no action marker)."""
         return self._render(visualize=False)
+
+    def _draw(self) -> Any:
+        """gym-pusht's drawing (the target T, then the scene) with the shapes in a fixed order — walls, T, agent —
+        instead of pymunk's spatial-index order, which depends on the space's history: a restored state draws the
+        frame the live one drew, pixel for pixel, where the disc overlaps the T."""
+        import pygame
+        import pymunk
+        import pymunk.pygame_util
+        from gym_pusht.envs.pymunk_override import DrawOptions
+
+        screen = pygame.Surface((512, 512))
+        screen.fill((255, 255, 255))
+        options = DrawOptions(screen)
+        goal_body = self.get_goal_pose_body(self.goal_pose)
+        for shape in self.block.shapes:
+            points = [pymunk.pygame_util.to_pygame(goal_body.local_to_world(v), options.surface)
+                      for v in shape.get_vertices()]
+            pygame.draw.polygon(screen, pygame.Color("LightGreen"), [*points, points[0]])
+        walls = sorted(self.space.static_body.shapes, key=lambda s: (tuple(s.a), tuple(s.b)))
+        for shape in [*walls, *self._block_shapes, *self.agent.shapes]:  # what pymunk's debug_draw passes
+            fill, outline, world = options.color_for_shape(shape), options.shape_outline_color, shape.body.local_to_world
+            if isinstance(shape, pymunk.Circle):
+                options.draw_circle(world(shape.offset), shape.body.angle, shape.radius, outline, fill)
+            elif isinstance(shape, pymunk.Segment):
+                options.draw_fat_segment(world(shape.a), world(shape.b), shape.radius, outline, fill)
+            else:
+                options.draw_polygon([world(v) for v in shape.get_vertices()], shape.radius, outline, fill)
+        return screen
 
     def _get_img(self, screen: Any, width: int, height: int, render_action: bool = False) -> np.ndarray:
         import pygame

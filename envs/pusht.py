@@ -352,8 +352,9 @@ class PushTEnv(_GymPushT):
         distance = self.task_distance()
         success = self.is_success(distance)
         cover = coverage(self.block_pose(), self.goal_state[2:5])
+        touching = _outline(self.block_pose()).distance(sg.Point(*self.agent.position)) <= AGENT_RADIUS + 0.5
         info = {"is_success": success, "distance": distance, "coverage": cover, "n_contacts": self.n_contact_points,
-                "goal_state": self.goal_state.copy()}
+                "touching": bool(touching), "goal_state": self.goal_state.copy()}
         return self.get_state(), float(np.clip(cover / COVERAGE, 0.0, 1.0)), success, False, info
 
     def render(self) -> np.ndarray:

@@ -111,6 +111,7 @@ def test_the_scripted_expert_reaches_the_target_and_the_anchors_goals_on_held_ou
 
 
 @needs_pusht
+@pytest.mark.slow
 def test_pusht_goes_from_collection_to_training_planning_and_evaluation(tmp_path):
     from planners.cem_goal import evaluate
     from planners.evaluate import EvaluateConfig, evaluate_seeds
@@ -149,7 +150,7 @@ def test_pusht_goes_from_collection_to_training_planning_and_evaluation(tmp_path
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     line = json.loads(result.stdout.splitlines()[-1])  # the checkpoint's planning: PushT-v0, frameskip 5, CEM
-    assert line["env_id"] == "PushT-v0" and line["frameskip"] == 5 and line["solver"] == "cem"
+    assert line["env_id"] == "PushT-v0" and line["frameskip"] == 5 and line["solver"] == "icem"
     assert line["episodes"] == 1 and line["mean_final_distance"] > 0
     assert (tmp_path / "videos" / "episode_000.mp4").exists()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
@@ -161,6 +162,17 @@ def test_pusht_goes_from_collection_to_training_planning_and_evaluation(tmp_path
     random = evaluate(build_config(PlanConfig, {"env_id": "PushT-v0", "agent": "random", "episodes": 1,
                                                 "max_steps": 5, "video_dir": None, "progress": False}))
     assert random["agent"] == "random" and random["episodes"] == 1
+
+
+@needs_pusht
+def test_bench_pusht_expert_prints_one_json_line():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_pusht_expert.py"), "episodes=2",
+                             "task_steps=40", "mixture_steps=20", "eval_steps=10"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.splitlines()[-1])
+    assert line["episodes"] == 2 and line["seeds"] == [2_100_000_000, 2_100_000_001]
+    assert 0.0 <= line["task_success"] <= 1.0 and 0.0 < line["contact_share_mixture"] <= 1.0
 
 
 @needs_pusht

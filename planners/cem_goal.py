@@ -16,6 +16,7 @@ if __name__ == "__main__":  # --help, typos and missing arguments are answered b
     preflight("cem_goal")
 
 import importlib
+import inspect
 import json
 import sys
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from common.seeding import evaluation_seed
 from datasets.index import load_index
 from datasets.reader import EpisodeReader
 from datasets.schema import JOINTS
+from envs import is_franka
 from envs.policies import make_policy
 from planners.actions import ActionRate, franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
@@ -83,6 +85,18 @@ def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None,
     return [usable[i % len(usable)] for i in range(count)]
 
 
+def takes_argument(env_id: str, name: str) -> bool:
+    """Whether the registered env's constructor names the argument `name` (e.g. image_size)."""
+    from gymnasium.envs.registration import load_env_creator
+
+    entry = gym.spec(env_id).entry_point
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    try:
+        return name in inspect.signature(creator).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def make_env(config: PlanConfig, kwargs: dict[str, Any]) -> gym.Env:
     """The env of `config`, wrapped in its goal-env adapter (`env_adapter`) when it names one."""
     env = gym.make(config.env_id, **kwargs)
@@ -114,13 +128,13 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         print(f"loading the world model {config.checkpoint} ...", file=sys.stderr, flush=True)
         model, model_config, checkpoint = load_model(config.checkpoint, device)
     kwargs = dict(config.env_kwargs or {})
-    ours = str(gym.spec(config.env_id).entry_point).startswith("envs.")
+    ours = is_franka(config.env_id)  # our Franka envs: DROID state and delta-pose actions, dataset goals
     cameras = model_cameras(model_config) if model_config else []
-    if ours:
+    if ours or takes_argument(config.env_id, "image_size"):  # frames at the model's size (Franka, PushT-v0)
         kwargs.setdefault("image_size", model_config.get("data", {}).get("image_size", 64) if model_config else 64)
-        if WRIST_CAMERA in cameras:
-            kwargs.setdefault("wrist_camera", True)  # the checkpoint sees the wrist camera
-    else:
+    if ours and WRIST_CAMERA in cameras:
+        kwargs.setdefault("wrist_camera", True)  # the checkpoint sees the wrist camera
+    if not ours:
         kwargs.setdefault("render_mode", "rgb_array")
     env = make_env(config, kwargs)
     hint = ("; a gymnasium MuJoCo env gets it from env_adapter=mujoco" if not config.env_adapter

@@ -40,6 +40,7 @@ from common.seeding import derive_seed
 from datasets.index import write_index
 from datasets.schema import ENV_STATE, PRIVILEGED_GROUP
 from datasets.writer import EpisodeWriter, remove_stale_temporaries
+from envs import is_franka
 from envs.policies import make_policy
 
 
@@ -130,7 +131,7 @@ class _Collector:
         if cfg.env_module:
             importlib.import_module(cfg.env_module)
         self.cfg = cfg
-        self.ours = isinstance(gym.spec(cfg.env_id).entry_point, str) and gym.spec(cfg.env_id).entry_point.startswith("envs.")
+        self.ours = is_franka(cfg.env_id)  # our Franka envs: DROID state and actions in their observations
         kwargs = dict(cfg.env_kwargs or {})
         if not self.ours:
             kwargs.setdefault("render_mode", "rgb_array")

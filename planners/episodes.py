@@ -87,12 +87,21 @@ class PlannerAgent:
         self.planner.reset([*subgoals, goal_image] if subgoals else goal_image, info.get("goal_state"))
 
     def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
+        """The env actions of the planner's next chunk; before each model action after the first, the frame it
+        starts from goes to `planner.observe`, so the model's context holds every frame it was trained with."""
         pixels, state = observe_views(env, obs, self.cameras)
-        convert = self.to_env_action
-        actions = self.planner.act(pixels, state).numpy()
-        if self.rate is not None:
-            actions = [a for model_action in actions for a in self.rate.to_env(model_action)]
-        return [(lambda o, a=a: convert(a, o)) if convert else (lambda o, a=a: a) for a in actions]
+        callbacks = []
+        for i, model_action in enumerate(self.planner.act(pixels, state).numpy()):
+            env_actions = self.rate.to_env(model_action) if self.rate is not None else [model_action]
+            callbacks += [self._callback(env, a, observe=i > 0 and j == 0) for j, a in enumerate(env_actions)]
+        return callbacks
+
+    def _callback(self, env: Any, action: np.ndarray, observe: bool) -> Callable[[Any], np.ndarray]:
+        def run(obs: Any) -> np.ndarray:
+            if observe:
+                self.planner.observe(*observe_views(env, obs, self.cameras))
+            return self.to_env_action(action, obs) if self.to_env_action else action
+        return run
 
     def plan_seconds_per_step(self) -> float:
         seconds = self.planner.plan_seconds

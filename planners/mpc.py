@@ -2,7 +2,10 @@
 
 The context is the model's full history of real observations (its `history` latest frames, the
 actions executed between them and their states), not a single frame. Past frames are encoded once
-and kept. The cost is the sum of the terms `MPCConfig` asks for (planners.costs).
+and kept. With `execute` > 1 the context keeps one frame per executed action, as in training: the
+frames observed between plans come through `observe` (the episode loop passes them), and those nobody
+passed (a client that sends one frame per chunk) are filled with the model's own prediction of them
+along the executed actions. The cost is the sum of the terms `MPCConfig` asks for (planners.costs).
 
 The goal may be a sequence of images (sub-goals, as in V-JEPA 2-AC's pick-and-place): the planner aims
 at one at a time and moves to the next when the observed latent comes within `subgoal_latent` of it
@@ -98,6 +101,8 @@ class MPCPlanner:
         self.states: list[torch.Tensor] = []
         self.executed: list[torch.Tensor] = []
         self.plan: torch.Tensor | None = None
+        self.between: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # frames observed since the last plan
+        self.predicted: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # the model's view of those frames
         self.plan_seconds: list[float] = []
         self.trace: list[PlanStep] = []
         self.goal_state = None if goal_state is None else torch.as_tensor(goal_state, dtype=torch.float32)
@@ -157,6 +162,21 @@ class MPCPlanner:
             terms.append(StateGoalCost(states[-1, :3], self.goal_state[:3].to(self.device), c.state_weight))
         return terms
 
+    def observe(self, frame: Frame, state: np.ndarray | None = None) -> None:
+        """A frame observed between plans (after each executed action but the last of a chunk): it joins the
+        model's context in its place. Only models with a history > 1 encode it."""
+        if len(self.between) >= max(self.config.execute - 1, 0):
+            raise RuntimeError(f"observe: {len(self.between)} frames already observed since the last plan, which "
+                               f"executed {self.config.execute} actions; call act with the frame after the last one")
+        z = self._encode(frame) if self.model.history > 1 else None
+        self.between.append((z, None if state is None else torch.as_tensor(state, dtype=torch.float32)))
+
+    def _remember(self, z: torch.Tensor, state: torch.Tensor | None) -> None:
+        h = self.model.history
+        self.latents = (self.latents + [z])[-h:]
+        if state is not None:
+            self.states = (self.states + [state])[-h:]
+
     def act(self, frame: Frame, state: np.ndarray | None = None) -> torch.Tensor:
         """Observe one frame (H, W, 3) uint8 (a dict camera -> image for several views) and the state, plan, return
         the next (k, A) actions."""
@@ -166,9 +186,11 @@ class MPCPlanner:
         z_now = self._encode(frame)
         while self.goal_index < len(self.goals) - 1 and self._reached(z_now):
             self.goal_index, self.steps_on_goal = self.goal_index + 1, 0
-        self.latents = (self.latents + [z_now])[-h:]
-        if state is not None:
-            self.states = (self.states + [torch.as_tensor(state, dtype=torch.float32)])[-h:]
+        if h > 1:  # the frames between the last plan and this one: observed ones, else the model's prediction
+            for z, s in self.between + self.predicted[len(self.between):]:
+                self._remember(z, s)
+        self.between = []
+        self._remember(z_now, None if state is None else torch.as_tensor(state, dtype=torch.float32))
         context = torch.stack(self.latents)
         past = torch.stack(self.executed[-(len(self.latents) - 1):]).to(self.device) if len(self.latents) > 1 else None
         states = torch.stack(self.states).to(self.device) if self.states and self.model.uses_states else None
@@ -183,8 +205,24 @@ class MPCPlanner:
         chosen = self.plan[: self.config.execute]
         self.executed = (self.executed + list(chosen))[-h:]
         self.steps_on_goal += len(chosen)
+        self.predicted = self._predict_between(context, past, states, chosen) if h > 1 and len(chosen) > 1 else []
         self.trace.append(self._plan_step(z_now, context, past, states, result))
         return chosen
+
+    @torch.no_grad()
+    def _predict_between(self, context: torch.Tensor, past: torch.Tensor | None, states: torch.Tensor | None,
+                         chosen: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The model's latents (and integrated states) of the frames after each chosen action but the last."""
+        inner = chosen[:-1][None].to(context)
+        z = self.model.rollout(context[None], inner, None if past is None else past[None],
+                               None if states is None else states[None])[0]
+        s = [None] * len(z)
+        if states is not None:
+            s_t, s = states[-1:][None], []
+            for i in range(len(z)):
+                s_t = self.model.next_state(s_t, inner[:, i : i + 1])
+                s.append(s_t[0, 0].cpu())
+        return list(zip(z, s))
 
     @torch.no_grad()
     def _plan_step(self, z_now: torch.Tensor, context: torch.Tensor, past: torch.Tensor | None,

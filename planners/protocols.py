@@ -37,6 +37,9 @@ class WorldModelLike(Protocol):
                 states: torch.Tensor | None = None) -> torch.Tensor:
         """(1 or K, C, N, D) context, (K, H, A) actions -> (K, H, N, D): a context of batch 1 is shared."""
 
+    def next_state(self, s_t: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S) state, (B, 1, A) action -> the state after it, as the rollout integrates it."""
+
 
 class CostTerm(Protocol):
     """One term of a planning cost: predicted latents (K, H, N, D) and the actions (K, H, A) -> (K,)."""

@@ -225,3 +225,41 @@ def test_fixed_dims_typed_as_an_empty_dict_clears_the_default_and_the_checkpoint
         result = subprocess.run(cmd + [f"fixed_dims={value}"], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         assert json.loads(result.stdout.splitlines()[-1])["fixed_dims"] == expected
+
+
+def test_executing_several_actions_keeps_one_context_frame_per_action(tiny_lewm):
+    """execute=3: the frames between plans join the context (as in training), not one frame per plan."""
+    model, _ = load_world_model(tiny_lewm)
+    assert model.history == 3
+    env = gym.make("FrankaReach-v0", image_size=32)
+    try:
+        bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
+        planner = MPCPlanner(model, make_solver("cem", samples=16, elites=4, iterations=2), bounds,
+                             MPCConfig(horizon=3, execute=3))
+        result = run_episode(env, PlannerAgent(planner, franka_delta_pose_adapter), max_steps=7, seed=0)
+        assert result.steps == 7 and len(planner.plan_seconds) == 3  # plans at steps 0, 3 and 6
+        with torch.no_grad():  # the last plan's context: the frames of steps 4, 5 (observed between plans) and 6
+            expected = model.encode(torch.from_numpy(np.stack(result.frames[4:7])).permute(0, 3, 1, 2)[None])[0]
+        torch.testing.assert_close(torch.stack(planner.latents), expected)
+    finally:
+        env.close()
+
+
+def test_frames_nobody_observed_between_plans_are_the_models_prediction(tiny_lewm):
+    """A client sending one frame per executed chunk: the skipped frames are predicted along the executed actions."""
+    model, _ = load_world_model(tiny_lewm)
+    bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
+    planner = MPCPlanner(model, make_solver("cem", samples=16, elites=4, iterations=2), bounds,
+                         MPCConfig(horizon=3, execute=3))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    planner.reset(frames[2])
+    chosen = planner.act(frames[0])
+    planner.act(frames[1])
+    with torch.no_grad():
+        z = model.encode(torch.from_numpy(frames[:2]).permute(0, 3, 1, 2)[None])[0]
+        between = model.rollout(z[:1][None], chosen[:2][None])[0]
+    torch.testing.assert_close(torch.stack(planner.latents), torch.cat([between, z[1:]]))
+    planner.observe(frames[0])
+    planner.observe(frames[1])
+    with pytest.raises(RuntimeError, match="2 frames already observed since the last plan"):
+        planner.observe(frames[2])

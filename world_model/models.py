@@ -250,11 +250,11 @@ class WorldModel(nn.Module):
             z_t, cache = self.predictor.run(z_t, actions[:, h : h + 1], s_t, cache)
             out.append(z_t)
             if s_t is not None and h < h_steps - 1:
-                s_t = self._next_state(s_t, actions[:, h : h + 1], future_states, h)
+                s_t = self.next_state(s_t, actions[:, h : h + 1], future_states, h)
         return torch.cat(out, dim=1)
 
-    def _next_state(self, s_t: torch.Tensor, action: torch.Tensor, future_states: torch.Tensor | None, h: int
-                    ) -> torch.Tensor:
+    def next_state(self, s_t: torch.Tensor, action: torch.Tensor, future_states: torch.Tensor | None = None, h: int = 0
+                   ) -> torch.Tensor:
         """The state after `action`: the recorded one when known, else integrated from the action (delta-pose
         actions compose with the pose as V-JEPA 2-AC's planning does; other actions are added)."""
         if future_states is not None:
@@ -281,7 +281,7 @@ class WorldModel(nn.Module):
                 break
             z_all = torch.cat([z_all, z_next], dim=1)
             if s_all is not None:
-                s_all = torch.cat([s_all, self._next_state(s_all[:, -1:], actions[:, h : h + 1], future_states, h)], 1)
+                s_all = torch.cat([s_all, self.next_state(s_all[:, -1:], actions[:, h : h + 1], future_states, h)], 1)
         return torch.cat(out, dim=1)
 
     # -- training ---------------------------------------------------------------------

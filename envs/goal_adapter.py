@@ -216,7 +216,7 @@ class MujocoGoalEnv(gym.Wrapper):
         path = []
         for k in range(1, steps + 1):
             q = qpos.copy()
-            q[dims] = qpos[dims] + (target - qpos[dims]) * k / steps
+            q[dims] = target if k == steps else qpos[dims] + (target - qpos[dims]) * k / steps
             path.append((q, np.zeros_like(start[1])))
         return path
 

@@ -159,8 +159,9 @@ class PusherExpert:
 
 
 def pusher_fingertip(env: Any, obs: Any) -> tuple[np.ndarray, float, None]:
-    """Pusher-v5's robot pose for collection (`state_fn=envs.mujoco_tasks:pusher_fingertip`): the hand's
-    (`tips_arm`) world position, no orientation, no gripper."""
+    """Pusher-v5's robot pose for collection (`state_fn=envs.mujoco_tasks:pusher_fingertip`): its fingertip, the
+    `tips_arm` frame (the fork's crossbar centre; Pusher's own observation entries 14-16) in world coordinates;
+    no orientation, no gripper."""
     return np.concatenate([env.unwrapped.data.body(PusherExpert.HAND).xpos, np.zeros(3)]), 0.0, None
 
 

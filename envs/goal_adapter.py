@@ -26,7 +26,8 @@ its kwargs, the same one every observation uses) and restores the start. Two kin
 planning alike). The distance is the Euclidean distance of a body's world position (`body`, metres; Pusher: `object`) or of chosen
 `qpos` entries (`qpos_dims`) to the goal's; success is that distance below `threshold`. An optional scripted expert
 (`expert`: a name of envs/mujoco_tasks.py's EXPERTS, e.g. `pusher`, or `module:Class`) gives the adapter
-`expert_action(rng, noise)` toward its goal. `recorded_state()` is the simulator state (qpos, qvel) that
+`expert_action(rng, noise)` toward its goal; `privileged_state()` is the `body`'s position (for probes).
+`recorded_state()` is the simulator state (qpos, qvel) that
 collection records per step; `reset(options={"qpos", "qvel", "goal_qpos", "goal_qvel"})` starts from (and aims at)
 such recorded states instead (`goals=dataset`).
 """
@@ -140,6 +141,13 @@ class MujocoGoalEnv(gym.Wrapper):
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
         self.env.unwrapped.set_state(np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64))
+
+    def privileged_state(self) -> dict[str, np.ndarray]:
+        """The world position of the body the distance tracks (`body`; Pusher-v5: the object), recorded beside each
+        step as `object_position` for probes (`world_model/probe.py target=object`); nothing without a `body`."""
+        if self.settings.body is None:
+            return {}
+        return {"object_position": np.asarray(self.env.unwrapped.data.body(self.settings.body).xpos, np.float64).copy()}
 
     def recorded_state(self) -> dict[str, np.ndarray]:
         """The simulator state to record per step: `reset(options=...)` restarts from it (and aims at it as a

@@ -17,7 +17,7 @@ from common.cli import CONFIG_DIR
 from common.config import build_config
 from common.errors import UserError
 from datasets.reader import EpisodeReader
-from datasets.schema import CARTESIAN, ENV_STATE, SIM_STATE, EpisodeError
+from datasets.schema import CARTESIAN, ENV_STATE, PRIVILEGED_GROUP, SIM_STATE, EpisodeError
 from datasets.validate import check_episode
 from envs.goal_adapter import wrap
 from planners.cem_goal import dataset_goals, evaluate, make_env
@@ -127,6 +127,7 @@ def test_pusher_goes_from_collection_to_training_planning_and_evaluation(tmp_pat
             np.testing.assert_allclose(ep.read(CARTESIAN)[:, :3], ep.read(ENV_STATE)[:, 14:17])
             np.testing.assert_array_equal(ep.read(CARTESIAN)[:, 3:], 0.0)
             assert ep.read(f"{SIM_STATE}/qpos").shape == (12, 11) and ep.read(f"{SIM_STATE}/qvel").shape == (12, 11)
+            np.testing.assert_allclose(ep.read(f"{PRIVILEGED_GROUP}/object_position"), ep.read(ENV_STATE)[:, 17:20])
     planning = ("planning={env_id: Pusher-v5, env_adapter: mujoco, max_steps: 3, fixed_dims: [], "
                 "env_kwargs: {width: 32, height: 32, max_episode_steps: 200, default_camera_config: {distance: 1.1, "
                 "elevation: -90.0, azimuth: 90.0, lookat: [0.45, -0.2, -0.3]}}, adapter: {goal: target, "

@@ -4,9 +4,13 @@ After `reset(seed=...)` (which samples the start and the goal for that seed) an 
 - `goal_image() -> (H, W, 3) uint8`: the scene rendered in the goal configuration;
 - `task_distance() -> float`: the distance that decides success (metres for our tasks);
 - `is_success(distance) -> bool`: the env's own success test (our pick-and-place also asks for a release);
-and optionally `subgoal_images()` (intermediate goal images, in order) and `expert_action(rng, noise)` (a
-scripted expert: the oracle baseline and data collection) and `privileged_state()` (e.g. the object's position,
-recorded beside each step for probes and ablations, never an input of the models). Our Franka envs implement it directly; any env can.
+and optionally `subgoal_images()` (intermediate goal images, in order), `expert_action(rng, noise)` (a
+scripted expert: the oracle baseline and data collection), `privileged_state()` (e.g. the object's position,
+recorded beside each step for probes and ablations, never an input of the models) and `recorded_state() ->
+{name: array}` (the simulator state collection records per step under `observation/sim_state/<name>`;
+`reset(options={name: value, ..., "goal_" + name: value})` then starts from one recorded step and aims at another:
+`goals=dataset`). Our Franka envs implement it directly (their dataset goals restart from the recorded joint
+positions); any env can.
 
 Several cameras (a model trained on `data.cameras`): `goal_image(camera=NAME)` (and `subgoal_images(camera=NAME)`)
 render the goal from that camera, and a Dict observation holds each camera's frame under `OBSERVATION_PIXELS`
@@ -38,6 +42,7 @@ OPTIONAL = {
     "subgoal_images": "subgoal_images() -> list of (H, W, 3) uint8, intermediate goals in order",
     "expert_action": "expert_action(rng, noise) -> action, a scripted expert",
     "privileged_state": "privileged_state() -> {name: array}, simulator-only quantities recorded for diagnostics",
+    "recorded_state": "recorded_state() -> {name: array}, the simulator state to record and reset to (goals=dataset)",
 }
 
 

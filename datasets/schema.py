@@ -26,6 +26,10 @@ ENV_STATE = "observation/env_state"
 #: and ablations such as the cube probe; a real robot has none, so training and planning never read this group.
 PRIVILEGED_GROUP = "observation/privileged"
 IMAGE_GROUP = "observation/image"
+#: The simulator state of an env that offers `recorded_state()` (common/goal_env.py), one dataset per entry
+#: (`<SIM_STATE>/qpos`, `<SIM_STATE>/qvel`, each (T, ...)): what `goals=dataset` resets the env to. Checked like
+#: the other per-step keys; training never reads it.
+SIM_STATE = "observation/sim_state"
 ACTION_GROUP = "action"
 
 

@@ -23,6 +23,7 @@ from datasets.schema import (
     LOWDIM_SHAPES,
     REQUIRED_ATTRIBUTES,
     REQUIRED_LOWDIM,
+    SIM_STATE,
     EpisodeError,
     check_shape,
     is_float_dtype,
@@ -49,9 +50,10 @@ def require_episodes(root: str | os.PathLike) -> list[Path]:
 
 def _lowdim_keys(f: h5py.File) -> list[str]:
     keys = [k for k in (*LOWDIM_SHAPES, ENV_STATE) if k in f]
-    group = f.get(ACTION_GROUP)
-    if isinstance(group, h5py.Group):
-        keys += [f"{ACTION_GROUP}/{k}" for k in sorted(group.keys())]
+    for name in (ACTION_GROUP, SIM_STATE):
+        group = f.get(name)
+        if isinstance(group, h5py.Group):
+            keys += [f"{name}/{k}" for k in sorted(group.keys())]
     return keys
 
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from common import goal_env
+
 
 class Policy(Protocol):
     def reset(self, env: gym.Env, seed: int) -> None: ...
@@ -54,15 +56,17 @@ class CorrelatedNoisePolicy:
 
 
 class ExpertPolicy:
-    """The env's scripted expert (`env.unwrapped.expert_action`) with Gaussian action noise."""
+    """The env's scripted expert (`expert_action` of the layer that implements the goal-env protocol: our env, or
+    a goal-env adapter around another) with Gaussian action noise."""
 
     def __init__(self, noise: float = 0.1):
         self.noise = noise
 
     def reset(self, env: gym.Env, seed: int) -> None:
-        if not hasattr(env.unwrapped, "expert_action"):
+        task = goal_env.task(env)
+        if not callable(getattr(task, "expert_action", None)):
             raise ValueError(f"{env.spec.id if env.spec else env} has no scripted expert (expert_action)")
-        self.env = env.unwrapped
+        self.env = task
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, obs: Any) -> np.ndarray:

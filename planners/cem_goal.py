@@ -33,7 +33,7 @@ from common.droid import CONTROL_HZ, WRIST_CAMERA
 from common.seeding import evaluation_seed
 from datasets.index import load_index
 from datasets.reader import EpisodeReader
-from datasets.schema import JOINTS
+from datasets.schema import JOINTS, SIM_STATE
 from envs import is_franka
 from envs.policies import make_policy
 from planners.actions import ActionRate, franka_delta_pose_adapter
@@ -47,18 +47,38 @@ AGENTS = ("planner", "random", "oracle")
 
 @dataclass
 class DatasetGoal:
-    """A goal from a held-out episode: start at its frame 0, reach the frame `offset` steps later."""
+    """A goal from a held-out episode: start at its frame 0, reach the frame `offset` steps later. `options` are
+    the reset options that restore both (the goal-env protocol's `recorded_state` names, the goal's prefixed
+    `goal_`; our Franka envs' `arm_qpos` / `goal_arm_qpos`)."""
 
     file: str
-    start_qpos: np.ndarray
-    goal_qpos: np.ndarray
+    options: dict[str, np.ndarray]
     goal_image: np.ndarray | dict[str, np.ndarray]  # camera -> image for a model of several views
 
 
-def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None, count: int,
+def recorded_options(reader: EpisodeReader, offset: int) -> dict[str, np.ndarray] | None:
+    """Reset options from frame 0 to frame `offset` of an episode: its recorded simulator state
+    (`observation/sim_state/<name>` -> `name`, `goal_<name>`), else its joint positions (our Franka envs); None
+    when it has neither."""
+    keys = reader.keys()
+    state = [k for k in keys if k.startswith(SIM_STATE + "/")]
+    if state:
+        options = {}
+        for key in state:
+            values = reader.read_frames(key, [0, offset])
+            name = key[len(SIM_STATE) + 1:]
+            options[name], options[f"goal_{name}"] = values[0], values[1]
+        return options
+    if JOINTS in keys:
+        joints = reader.read_frames(JOINTS, [0, offset])
+        return {"arm_qpos": joints[0], "goal_arm_qpos": joints[1]}
+    return None
+
+
+def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None, count: int | None,
                   cameras: list[str] | None = None) -> list[DatasetGoal]:
-    """`count` goals from the `split` episodes of `root` (cycled if fewer), each `offset` steps ahead of the start;
-    with several `cameras` each goal image is a dict camera -> image."""
+    """`count` goals from the `split` episodes of `root` (cycled if fewer; None: one per usable episode), each
+    `offset` steps ahead of the start; with several `cameras` each goal image is a dict camera -> image."""
     index = load_index(root)
     if index is None:
         raise FileNotFoundError(f"{root} has no index.json; run python -m datasets.index {root}")
@@ -66,9 +86,9 @@ def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None,
     usable = []
     for name in files:
         with EpisodeReader(Path(root) / name) as reader:
-            if len(reader) <= offset or JOINTS not in reader.keys():
+            options = recorded_options(reader, offset) if len(reader) > offset else None
+            if options is None:
                 continue
-            joints = reader.read(JOINTS)
             if cameras and len(cameras) > 1:
                 missing = [c for c in cameras if c not in reader.cameras]
                 if missing:
@@ -77,12 +97,13 @@ def dataset_goals(root: str | Path, split: str, offset: int, camera: str | None,
                 image: Any = {c: reader.images(c, [offset])[0] for c in cameras}
             else:
                 image = reader.images(camera or (cameras or reader.cameras)[0], [offset])[0]
-            usable.append(DatasetGoal(name, joints[0], joints[offset], image))
-        if len(usable) >= count:
+            usable.append(DatasetGoal(name, options, image))
+        if count is not None and len(usable) >= count:
             break
     if not usable:
-        raise ValueError(f"{root}: no {split!r} episode longer than {offset} steps with joint positions")
-    return [usable[i % len(usable)] for i in range(count)]
+        raise ValueError(f"{root}: no {split!r} episode longer than {offset} steps with a recorded simulator state "
+                         f"({SIM_STATE}) or joint positions")
+    return [usable[i % len(usable)] for i in range(len(usable) if count is None else count)]
 
 
 def takes_argument(env_id: str, name: str) -> bool:
@@ -144,10 +165,10 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         goal_env.require(goal_env.task(env), config.env_id, ("expert_action",), "agent=oracle")
     goals = None
     if config.goals == "dataset":
-        if not ours:
-            raise ValueError("goals=dataset needs one of our Franka envs (it restores recorded joint configurations)")
+        if not ours:  # another env restarts from the simulator state collection recorded through the protocol
+            goal_env.require(goal_env.task(env), config.env_id, ("recorded_state",), "goals=dataset", hint)
         g = config.goal_data
-        goals = dataset_goals(g.root, g.split, g.offset, g.camera, config.episodes, cameras)
+        goals = dataset_goals(g.root, g.split, g.offset, g.camera, None, cameras)
 
     agent: Agent
     if planner_agent:
@@ -165,16 +186,23 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = []
+    next_goal = skipped = 0
     for episode in range(config.episodes):
         seed = evaluation_seed(config.seed, episode)
-        if planner_agent:
-            planner.solver.reseed(seed)
-        options, goal_image = None, None
-        if goals is not None:
-            options = {"arm_qpos": goals[episode].start_qpos, "goal_arm_qpos": goals[episode].goal_qpos}
-            goal_image = goals[episode].goal_image
-        result = run_episode(env, agent, config.max_steps, seed=seed, record=out is not None, reset_options=options,
-                             goal_image=goal_image, progress=f"episode {episode}" if config.progress else None)
+        while True:
+            if planner_agent:
+                planner.solver.reseed(seed)
+            options, goal_image = None, None
+            if goals is not None:
+                goal, next_goal = goals[next_goal % len(goals)], next_goal + 1
+                options, goal_image = goal.options, goal.goal_image
+            result = run_episode(env, agent, config.max_steps, seed=seed, record=out is not None, reset_options=options,
+                                 goal_image=goal_image, progress=f"episode {episode}" if config.progress else None)
+            # a dataset goal its episode never left (the object unmoved over the offset) is reached at the start:
+            # skipped for the next one, unless every goal is
+            if goals is None or result.steps or not result.success or skipped >= len(goals):
+                break
+            skipped += 1
         results.append(result)
         print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps, "
               f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step")
@@ -198,7 +226,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "frameskip": rate.skip if planner_agent else None, "checkpoint": str(checkpoint) if checkpoint else None,
         "max_steps": config.max_steps, "device": str(device), "torch_threads": threads,
         "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
-        "cameras": cameras or None,
+        "cameras": cameras or None, "goals_reached_at_start_skipped": skipped,
     }
     print(f"{config.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "
           f"{summary['mean_final_distance']:.3f}, {summary['mean_plan_seconds_per_step']:.3f} s planning per step"

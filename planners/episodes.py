@@ -115,7 +115,7 @@ class PolicyAgent:
         self.policy = policy
 
     def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None:
-        self.policy.reset(env.unwrapped, seed if seed is not None else 0)
+        self.policy.reset(env, seed if seed is not None else 0)  # the expert is found on the protocol's layer
 
     def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
         return [self.policy]

@@ -2,7 +2,8 @@
 
 Goals come from the env's own goal sampler (fresh seeds, never training episodes) or, with
 `goals=dataset goal_data.root=DIR`, from held-out validation episodes (start at frame 0, goal image
-the recorded frame `goal_data.offset` steps later). Prints one JSON line with per-seed results and
+the recorded frame `goal_data.offset` steps later; an env other than ours restarts from the simulator state
+collection recorded through the goal-env protocol, and a goal already reached at the start is skipped). Prints one JSON line with per-seed results and
 mean ± standard error (over seeds) of the success rate and the final distance. Uses the same settings as
 `planners/cem_goal.py` (solver, MPC, env, step budget), plus `seeds`.
 """

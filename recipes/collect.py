@@ -13,6 +13,10 @@ renders `rgb_array` works too: pixels come from `render()`, its actions are
 recorded as `action/<action_name>` and its flat observation as `observation/env_state`; the robot pose keys
 are written only where there is a pose: a Dict observation with a DROID `state`, or a `module:function` named
 in `state_fn` that computes it. `policy=auto` is the mixture where the env has a scripted expert, else random.
+`env_adapter=mujoco` (with `adapter` settings, as in cem_goal) collects through the goal-env adapter: its goal is
+sampled at every reset, success is its own test, its scripted expert (`adapter.expert`) drives the `expert` and
+`mixture` policies, and its `recorded_state()` (qpos, qvel) is written per step under `observation/sim_state/`,
+from which `goals=dataset` restarts the env.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from common.droid import CARTESIAN_DELTA_ACTION, CONTROL_HZ, EXTERIOR_CAMERA, FR
 from common.errors import UserError
 from common.seeding import derive_seed
 from datasets.index import write_index
-from datasets.schema import ENV_STATE, PRIVILEGED_GROUP
+from datasets.schema import ENV_STATE, PRIVILEGED_GROUP, SIM_STATE
 from datasets.writer import EpisodeWriter, remove_stale_temporaries
 from envs import is_franka
 from envs.policies import make_policy
@@ -49,6 +53,8 @@ class CollectConfig:
     env_id: str = "FrankaReach-v0"
     env_module: str | None = "envs"  # imported first so that the id is registered
     env_kwargs: dict[str, Any] | None = None
+    env_adapter: str | None = None  # mujoco: collect through the goal-env adapter (envs/goal_adapter.py)
+    adapter: dict[str, Any] | None = None  # its settings (goal, body, threshold, expert, ...)
     out: str = "data/reach"
     num_episodes: int = 10
     max_steps: int | None = None  # default: the env's max_episode_steps
@@ -108,6 +114,11 @@ def has_expert(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bool:
         env.close()
 
 
+def adapter_expert(cfg: CollectConfig) -> bool:
+    """Whether the goal-env adapter of `cfg` is given a scripted expert (`adapter.expert`)."""
+    return bool(cfg.env_adapter and (cfg.adapter or {}).get("expert"))
+
+
 def resolve_policy(cfg: CollectConfig) -> str:
     """The policy `cfg.policy` names (auto: mixture where the env has a scripted expert, random otherwise);
     an expert-based policy for an env without one is refused here, before anything is collected."""
@@ -115,7 +126,7 @@ def resolve_policy(cfg: CollectConfig) -> str:
         raise UserError(f"policy must be auto, random, expert or mixture, got {cfg.policy!r}")
     if cfg.policy == "random":
         return "random"
-    expert = has_expert(cfg.env_id, cfg.env_kwargs)
+    expert = adapter_expert(cfg) or has_expert(cfg.env_id, cfg.env_kwargs)
     if cfg.policy == "auto":
         return "mixture" if expert else "random"
     if not expert:
@@ -136,6 +147,17 @@ class _Collector:
         if not self.ours:
             kwargs.setdefault("render_mode", "rgb_array")
         self.env = gym.make(cfg.env_id, **kwargs)
+        if cfg.env_adapter:
+            from envs.goal_adapter import wrap
+
+            try:
+                self.env = wrap(self.env, cfg.env_adapter, cfg.adapter, cfg.env_id)
+            except Exception:
+                self.env.close()
+                raise
+        task = goal_env.task(self.env)
+        self.task = None if goal_env.lacks(task) else task  # scores success where the env's info has no is_success
+        self.recorded_state = getattr(self.task, "recorded_state", None)
         self.state_fn = _load_function(cfg.state_fn) if cfg.state_fn else default_state
         self.policy_name = resolve_policy(cfg)
         self.policy = make_policy(self.policy_name, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
@@ -188,10 +210,15 @@ class _Collector:
                 extras = {} if self.ours else {
                     ENV_STATE: np.asarray(gym.spaces.flatten(self.env.observation_space, obs), np.float64)}
                 extras.update(self._privileged())
+                if self.recorded_state is not None:  # the simulator state of this frame: goals=dataset resets to it
+                    extras.update({f"{SIM_STATE}/{k}": np.asarray(v, np.float64) for k, v in self.recorded_state().items()})
                 writer.add_step(images=images, cartesian_position=cart, gripper_position=grip,
                                 joint_positions=joints, actions=self._actions(action), extras=extras)
                 obs, _, terminated, truncated, info = self.env.step(action)
-                success = success or bool(info.get("is_success", False))
+                if "is_success" in info or self.task is None:
+                    success = success or bool(info.get("is_success", False))
+                else:
+                    success = success or self.task.is_success(self.task.task_distance())
                 if terminated or truncated or (cfg.stop_on_success and success):
                     break
             writer.attrs["success"] = success
@@ -219,6 +246,12 @@ def check_config(cfg: CollectConfig) -> str:
             _load_function(cfg.state_fn)
         except (ImportError, AttributeError) as err:
             raise UserError(f"state_fn {cfg.state_fn!r} cannot be loaded: {err}") from None
+    if cfg.env_adapter:  # its name and settings, before a worker makes the env
+        from envs.goal_adapter import ADAPTERS
+
+        if cfg.env_adapter not in ADAPTERS:
+            raise UserError(f"env_adapter must be one of {', '.join(ADAPTERS)} (or null), got {cfg.env_adapter!r}")
+        build_config(ADAPTERS[cfg.env_adapter][1], cfg.adapter or {}, "adapter")
     policy = resolve_policy(cfg)
     make_policy(policy, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
     return policy

@@ -196,7 +196,7 @@ def test_cached_rollout_equals_recomputing_with_two_views():
             z_next = model.predictor(z_all, a_all, s_all)[:, -1:]
             reference.append(z_next)
             z_all = torch.cat([z_all, z_next], 1)
-            s_all = torch.cat([s_all, model._next_state(s_all[:, -1:], actions[:, h : h + 1], None, h)], 1)
+            s_all = torch.cat([s_all, model.next_state(s_all[:, -1:], actions[:, h : h + 1], None, h)], 1)
     assert cached.shape == (6, 5, 8, ENCODER["embed_dim"])
     torch.testing.assert_close(cached, torch.cat(reference, 1), rtol=1e-10, atol=1e-10)
     assert (cached[0] - cached[1]).abs().max() > 1e-3  # the candidates' actions matter

@@ -102,10 +102,24 @@ class FrankaPushEnv(FrankaEnv):
         """The cube's centre (metres, world frame): recorded for probes and ablations, never a model input."""
         return {"object_position": self.cube_pos()}
 
-    def _goal_configuration(self, data: mujoco.MjData) -> None:
+    def _push_direction(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the cube's start xy, the unit direction from it to the goal)."""
         start = self.cube_xy(self.data)
         direction = self.goal_pos - start
-        direction /= np.linalg.norm(direction) + 1e-9
+        return start, direction / (np.linalg.norm(direction) + 1e-9)
+
+    def _subgoal_configurations(self) -> list:
+        """The expert's approach as images: the arm above a point behind the cube, then down at pushing height
+        (cube still at its start). From there the arm's way to its goal pose goes through the cube, so a planner
+        that matches the arm (which dominates the image) pushes the cube; straight from the start it does not."""
+        start, direction = self._push_direction()
+        behind = start - direction * (self.HALF + 0.035)
+        return [lambda d, z=z: d.qpos.__setitem__(self._arm_qpos, self.solve_ik(np.array([*behind, z]), DOWN, self._home,
+                                                                               GOAL_IK_ITERATIONS))
+                for z in (0.1, self.PUSH_Z)]
+
+    def _goal_configuration(self, data: mujoco.MjData) -> None:
+        _, direction = self._push_direction()
         self._place_cube(data, self.goal_pos, 0.0)
         behind = np.array([*(self.goal_pos - direction * (self.HALF + 0.03)), self.PUSH_Z + 0.03])
         data.qpos[self._arm_qpos] = self.solve_ik(behind, DOWN, self._home, GOAL_IK_ITERATIONS)

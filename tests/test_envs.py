@@ -152,6 +152,30 @@ def test_pick_and_place_renders_its_subgoals_and_needs_a_release():
         env.close()
 
 
+def test_push_subgoals_are_the_experts_approach_behind_the_cube():
+    import mujoco
+
+    env = gym.make("FrankaPush-v0", image_size=48)
+    try:
+        obs, info = env.reset(seed=3)
+        above, down = info["subgoal_images"]
+        for a, b in zip([obs["pixels"], above, down, info["goal_image"]], [above, down, info["goal_image"]]):
+            assert np.abs(a.astype(int) - b).mean() > 1.0
+        u = env.unwrapped
+        start, goal = u.cube_xy(), u.goal_pos
+        direction = (goal - start) / np.linalg.norm(goal - start)
+        scratch = mujoco.MjData(u.model)
+        for configure, z in zip(u._subgoal_configurations(), (0.1, u.PUSH_Z)):
+            scratch.qpos[:] = u.data.qpos
+            configure(scratch)
+            mujoco.mj_forward(u.model, scratch)
+            tcp = u.tcp_pose(scratch)[0]
+            np.testing.assert_allclose(tcp, [*(start - direction * (u.HALF + 0.035)), z], atol=0.01)
+            np.testing.assert_allclose(u.cube_xy(scratch), start)  # the cube is still where it starts
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize("size", [96, 128])
 def test_larger_frames_and_the_table_view(size):
     env = gym.make("FrankaPush-v0", image_size=size)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mujoco
 import numpy as np
 
@@ -114,9 +116,15 @@ class FrankaPushEnv(FrankaEnv):
         that matches the arm (which dominates the image) pushes the cube; straight from the start it does not."""
         start, direction = self._push_direction()
         behind = start - direction * (self.HALF + 0.035)
-        return [lambda d, z=z: d.qpos.__setitem__(self._arm_qpos, self.solve_ik(np.array([*behind, z]), DOWN, self._home,
-                                                                               GOAL_IK_ITERATIONS))
-                for z in (0.1, self.PUSH_Z)]
+        return [self._arm_at(np.array([*behind, z])) for z in (0.1, self.PUSH_Z)]
+
+    def _arm_at(self, tcp: np.ndarray) -> Callable[[mujoco.MjData], None]:
+        """A configuration that puts the TCP at `tcp`, gripper down (the rest of the scene as it is)."""
+        q = self.solve_ik(tcp, DOWN, self._home, GOAL_IK_ITERATIONS)
+
+        def configure(data: mujoco.MjData) -> None:
+            data.qpos[self._arm_qpos] = q
+        return configure
 
     def _goal_configuration(self, data: mujoco.MjData) -> None:
         _, direction = self._push_direction()

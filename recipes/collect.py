@@ -158,6 +158,7 @@ class _Collector:
         task = goal_env.task(self.env)
         self.task = None if goal_env.lacks(task) else task  # scores success where the env's info has no is_success
         self.recorded_state = getattr(self.task, "recorded_state", None)
+        self.privileged_state = getattr(task, "privileged_state", None)  # found once, read every step
         self.state_fn = _load_function(cfg.state_fn) if cfg.state_fn else default_state
         self.policy_name = resolve_policy(cfg)
         self.policy = make_policy(self.policy_name, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
@@ -178,10 +179,9 @@ class _Collector:
 
     def _privileged(self) -> dict[str, np.ndarray]:
         """The env's simulator-only quantities (`privileged_state()`, if it has one) under `observation/privileged/`."""
-        method = getattr(goal_env.task(self.env), "privileged_state", None)
-        if not callable(method):
+        if not callable(self.privileged_state):
             return {}
-        return {f"{PRIVILEGED_GROUP}/{name}": np.asarray(value, np.float64) for name, value in method().items()}
+        return {f"{PRIVILEGED_GROUP}/{name}": np.asarray(value, np.float64) for name, value in self.privileged_state().items()}
 
     def _actions(self, action: np.ndarray) -> dict[str, np.ndarray]:
         action = np.asarray(action, dtype=np.float64).reshape(-1)

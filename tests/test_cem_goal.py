@@ -41,13 +41,18 @@ def tiny_lewm(tmp_path_factory):
     return base / "run" / "checkpoints" / "last"
 
 
+def _reach_planner(model, execute: int, samples: int) -> MPCPlanner:
+    """A CEM planner over delta-pose actions, rotations held at zero (the reach envs' convention)."""
+    bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
+    return MPCPlanner(model, make_solver("cem", samples=samples, elites=4, iterations=2), bounds,
+                      MPCConfig(horizon=3, execute=execute))
+
+
 def test_mpc_uses_the_history_and_stays_in_bounds(tiny_lewm):
     model, _ = load_world_model(tiny_lewm)
     env = gym.make("FrankaReach-v0", image_size=32)
     try:
-        bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
-        planner = MPCPlanner(model, make_solver("cem", samples=32, elites=4, iterations=2), bounds,
-                             MPCConfig(horizon=3, execute=1))
+        planner = _reach_planner(model, execute=1, samples=32)
         result = run_episode(env, PlannerAgent(planner, franka_delta_pose_adapter), max_steps=5, seed=0)
         assert result.steps == 5 or result.success
         assert len(planner.latents) == model.history  # the context holds the model's full history
@@ -233,9 +238,7 @@ def test_executing_several_actions_keeps_one_context_frame_per_action(tiny_lewm)
     assert model.history == 3
     env = gym.make("FrankaReach-v0", image_size=32)
     try:
-        bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
-        planner = MPCPlanner(model, make_solver("cem", samples=16, elites=4, iterations=2), bounds,
-                             MPCConfig(horizon=3, execute=3))
+        planner = _reach_planner(model, execute=3, samples=16)
         result = run_episode(env, PlannerAgent(planner, franka_delta_pose_adapter), max_steps=7, seed=0)
         assert result.steps == 7 and len(planner.plan_seconds) == 3  # plans at steps 0, 3 and 6
         with torch.no_grad():  # the last plan's context: the frames of steps 4, 5 (observed between plans) and 6
@@ -248,9 +251,7 @@ def test_executing_several_actions_keeps_one_context_frame_per_action(tiny_lewm)
 def test_frames_nobody_observed_between_plans_are_the_models_prediction(tiny_lewm):
     """A client sending one frame per executed chunk: the skipped frames are predicted along the executed actions."""
     model, _ = load_world_model(tiny_lewm)
-    bounds = Bounds.droid(gripper=(-1.0, 1.0), fixed={3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0})
-    planner = MPCPlanner(model, make_solver("cem", samples=16, elites=4, iterations=2), bounds,
-                         MPCConfig(horizon=3, execute=3))
+    planner = _reach_planner(model, execute=3, samples=16)
     frames = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     planner.reset(frames[2])
     chosen = planner.act(frames[0])

@@ -12,13 +12,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import PointGoalEnv, make_dataset, tiny_checkpoint
 
 import envs  # noqa: F401 - registers the Franka tasks
 from common import goal_env
 from common.droid import EXTERIOR_CAMERA, GOAL_KEY, IMAGE_KEY, WRIST_CAMERA, wire_image_key
 from common.errors import UserError
 from datasets.clips import ClipDataset, MissingCameraError, Windows
-from tests.helpers import PointGoalEnv, make_dataset, tiny_checkpoint
 
 CAMERAS = [EXTERIOR_CAMERA, WRIST_CAMERA]
 ENCODER = {"img_size": 32, "patch_size": 8, "width": 32, "depth": 1, "num_heads": 2, "embed_dim": 16,

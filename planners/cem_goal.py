@@ -40,6 +40,7 @@ from planners.actions import ActionRate, franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
 from planners.factory import PlanConfig, build_planner, load_model, plan_settings, set_threads
+from world_model.decoder import load_decoder
 from world_model.models import model_cameras
 
 AGENTS = ("planner", "random", "oracle")
@@ -185,6 +186,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
     out = Path(config.video_dir) if config.video_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+        if planner_agent:  # a pixel decoder beside the model (world_model/decoder.py) shows the imagined frames
+            planner.decoder = load_decoder(checkpoint, device)
     results = []
     next_goal = skipped = 0
     for episode in range(config.episodes):

@@ -1,7 +1,8 @@
 """What a person looks at after an evaluated episode: a labelled video and one PNG of plots.
 
 - `episode_video(result)`: each frame is observation | current (sub-)goal (| the final goal when sub-goals
-  are used), upscaled, with the halves labelled, the step, the task distance and, at the end, the outcome; the
+  are used | with a pixel decoder beside the model, the frames its plan imagines at the executed chunk's end and
+  at the plan's end), upscaled, with the halves labelled, the step, the task distance and, at the end, the outcome; the
   last frame is held for a second (episodes end at success after a few frames).
 - `episode_plot(result, path)`: distance to the goal over steps (metres, and the planner's latent distance,
   with sub-goal switches marked), the planner's predicted end-effector path (readout of the predicted latents)
@@ -25,13 +26,24 @@ def _upscale(image: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(image, scale, 0), scale, 1)
 
 
+def _fit(image: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """`image` at the size of `like` (decoded frames are at the model's size, observations may be larger)."""
+    if image.shape[:2] == like.shape[:2]:
+        return image
+    return np.asarray(Image.fromarray(image).resize(like.shape[1::-1], Image.NEAREST))
+
+
+def _plan_at(result: EpisodeResult, step: int) -> int:
+    """The index of the plan behind the frame at `step` (plans split the episode's steps evenly)."""
+    return min(step * len(result.trace) // max(result.steps, 1), len(result.trace) - 1)
+
+
 def _goal_at(result: EpisodeResult, step: int) -> tuple[np.ndarray, str]:
     """The image the agent aimed at when `step` was taken, and its label."""
     goals = [*result.subgoal_images, result.goal_image]
     if len(goals) == 1 or not result.trace:
         return result.goal_image, "goal"
-    plan = min(step * len(result.trace) // max(result.steps, 1), len(result.trace) - 1)  # the plan behind this frame
-    index = result.trace[plan].goal_index
+    index = result.trace[_plan_at(result, step)].goal_index
     label = "goal" if index == len(goals) - 1 else f"sub-goal {index + 1}/{len(goals) - 1}"
     return goals[index], label
 
@@ -47,6 +59,9 @@ def episode_video(result: EpisodeResult, scale: int = 4, hold_s: float = 1.0) ->
         panels = [("observation", frame), (label, goal)]
         if result.subgoal_images:  # the final goal stays in view (same frame size throughout)
             panels.append(("final goal", result.goal_image))
+        imagined = result.trace[_plan_at(result, step)].imagined if result.trace else None
+        if imagined is not None:  # the decoder's view of this plan's rollout (world_model/decoder.py)
+            panels += [("imagined: chunk end", _fit(imagined[0], frame)), ("imagined: plan end", _fit(imagined[1], frame))]
         images = [_upscale(image, scale) for _, image in panels]
         h, w = images[0].shape[:2]
         canvas = Image.new("RGB", (w * len(images), h + BANNER), (20, 20, 20))

@@ -55,6 +55,7 @@ class PlanStep:
     iteration_costs: list[float] = field(default_factory=list)
     observed_readout: np.ndarray | None = None  # readout of the observed latent (e.g. end-effector xyz)
     predicted_readout: np.ndarray | None = None  # (H, dims): readout along the chosen plan's rollout
+    imagined: np.ndarray | None = None  # (2, S, S, 3) uint8: decoded predictions after the executed chunk, at the plan's end
 
 
 def check_frame(frame: Any, what: str = "frame") -> np.ndarray:
@@ -87,6 +88,7 @@ class MPCPlanner:
         self.device = torch.device(device)
         self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
+        self.decoder: Any = None  # a LatentDecoder (world_model/decoder.py): each plan's imagined frames for the videos
         # several views: each frame is a dict camera -> image, encoded in this order (None: one image per frame)
         self.cameras = list(cameras) if cameras is not None and len(cameras) > 1 else None
         views = getattr(model, "views", 1)
@@ -230,9 +232,14 @@ class MPCPlanner:
         step = PlanStep(self.goal_index, float(latent_distance(z_now[None, None], self.z_goal, self.config.metric)),
                         result.cost, list(result.history))
         readout = getattr(self.model, "readout", None)
-        if readout is not None:  # one more rollout, of the chosen plan only
-            pred = self.model.rollout(context[None], result.actions[None].to(context), None if past is None else past[None],
-                                      None if states is None else states[None])[0]
+        if readout is None and self.decoder is None:
+            return step
+        # one more rollout, of the chosen plan only
+        pred = self.model.rollout(context[None], result.actions[None].to(context), None if past is None else past[None],
+                                  None if states is None else states[None])[0]
+        if readout is not None:
             step.observed_readout = readout(z_now).cpu().numpy()
             step.predicted_readout = readout(pred).cpu().numpy()
+        if self.decoder is not None:
+            step.imagined = self.decoder.images(pred[[min(self.config.execute, len(pred)) - 1, -1]])
         return step

@@ -7,8 +7,9 @@ predict-the-mean baseline): `target=ee`, the end-effector (state[:3]), or `targe
 the object's centre that our manipulation envs record under `observation/privileged/`
 (simulator-only: it tells whether the features see the cube, it never trains a model).
 The checkpoint is either a pretrained encoder (world_model/pretrain.py: its layer-normed patch
-tokens, as the frozen family sees them) or a world model (world_model/train.py: the tokens its
-planner compares, `model.encode`); `pool=true` averages the tokens to one per frame, to compare a
+tokens, as the frozen family sees them), a world model (world_model/train.py: the tokens its
+planner compares, `model.encode`), or `pixels` (the frame's raw 8x8 patches: what the probe finds in
+the image itself, the reference for the others); `pool=true` averages the tokens to one per frame, to compare a
 pooled latent with the token grid. Features are encoded once up front, since the encoder is frozen.
 """
 
@@ -43,17 +44,27 @@ from world_model.models import load_world_model, model_cameras
 
 
 class AttentiveProbe(nn.Module):
-    """One learnable query attends over the tokens; a linear head reads the pooled vector."""
+    """One learnable query attends over the tokens; a linear head reads the pooled vector.
 
-    def __init__(self, dim: int, out_dim: int, num_heads: int = 4):
+    With `tokens` set, a learned embedding per token index is added before the attention: pooling averages what
+    the tokens hold, so without it the probe cannot tell *where* a token sits, only what it shows — a position
+    carried by which token sees the object (a token grid, raw patches) would be invisible to it.
+    """
+
+    def __init__(self, dim: int, out_dim: int, num_heads: int = 4, tokens: int = 0):
         super().__init__()
         self.query = nn.Parameter(torch.zeros(1, 1, dim))
         trunc_normal_(self.query, std=0.02)
+        self.position = nn.Parameter(torch.zeros(1, tokens, dim)) if tokens > 1 else None
+        if self.position is not None:
+            trunc_normal_(self.position, std=0.02)
         self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, out_dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.position is not None:
+            tokens = tokens + self.position
         pooled, _ = self.attn(self.query.expand(tokens.shape[0], -1, -1), tokens, tokens, need_weights=False)
         return self.head(self.norm(pooled[:, 0]))
 
@@ -81,8 +92,24 @@ class ObjectPositions:
         return self.values[self.offsets[episode] + frame]
 
 
+PIXELS = "pixels"  # checkpoint=pixels: the frame's own 8x8 patches as tokens, the reference row of the probe tables
+
+
+def pixel_patches(frames: torch.Tensor, patch: int = 8) -> torch.Tensor:
+    """uint8 frames (B, T, 3, H, W) -> raw patch tokens (B, T, (H/p)(W/p), 3p²) in [-0.5, 0.5]: what any encoder
+    starts from, so a probe on them says what the probe itself can find in the image."""
+    x = frames.float() / 255 - 0.5
+    b, t, c, h, w = x.shape
+    x = x.view(b, t, c, h // patch, patch, w // patch, patch).permute(0, 1, 3, 5, 2, 4, 6)
+    return x.reshape(b, t, (h // patch) * (w // patch), c * patch * patch)
+
+
 def frame_features(checkpoint: str, device: torch.device, pool: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
-    """frames (B, T, 3, H, W) uint8 -> tokens (B, T, N, D) of the checkpoint's frozen encoder or world model."""
+    """frames (B, T, 3, H, W) uint8 -> tokens (B, T, N, D) of the checkpoint's frozen encoder or world model
+    (`pixels`: the raw patches)."""
+    if checkpoint == PIXELS:
+        encode: Callable[[torch.Tensor], torch.Tensor] = pixel_patches
+        return (lambda frames: encode(frames).mean(2, keepdim=True)) if pool else encode
     config = json.loads((Path(checkpoint) / "config.json").read_text()) if (Path(checkpoint) / "config.json").exists() else {}
     if "family" in config:
         model = load_world_model(checkpoint, device)[0]
@@ -113,9 +140,10 @@ def encode_split(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDa
 
 def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int = 1500, batch_size: int = 64,
               lr: float = 3e-3, weight_decay: float = 0.01, max_frames: int | None = None, seed: int = 0,
-              device: str | None = None, progress: bool = True, target: str = "ee", pool: bool = False
-              ) -> dict[str, Any]:
-    """Train the probe on the train split, score it on the val split; returns the figures."""
+              device: str | None = None, progress: bool = True, target: str = "ee", pool: bool = False,
+              positions: bool = True) -> dict[str, Any]:
+    """Train the probe on the train split, score it on the val split; returns the figures. `positions`: the probe
+    learns an embedding per token index (see AttentiveProbe)."""
     if target not in TARGETS:
         raise UserError(f"target={target!r}: expected one of {', '.join(TARGETS)}")
     torch.manual_seed(seed)
@@ -133,7 +161,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
         splits[split] = encode_split(encode, ds, batch_size, dev, max_frames, progress, target)
     (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
     mean, std = y_train.mean(0), y_train.std(0).clamp_min(1e-6)
-    probe = AttentiveProbe(x_train.shape[-1], 3).to(dev)
+    probe = AttentiveProbe(x_train.shape[-1], 3, tokens=x_train.shape[1] if positions else 0).to(dev)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     gen = torch.Generator().manual_seed(seed)
@@ -152,8 +180,11 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
     baseline = y_val - mean
     r2 = 1.0 - (err**2).sum(0) / ((y_val - y_val.mean(0)) ** 2).sum(0).clamp_min(1e-12)
     return {
-        "target": target, "pool": pool, "tokens_per_frame": int(x_train.shape[1]),
+        "checkpoint": str(checkpoint), "data_root": str(data_root),
+        "target": target, "pool": pool, "positions": bool(positions), "tokens_per_frame": int(x_train.shape[1]),
         "val_rmse_m": float(err.pow(2).sum(1).mean().sqrt()),
+        # the typical frame's error: the RMSE is dominated by the few frames where the object left the view
+        "val_median_m": float(err.norm(dim=1).median()), "baseline_median_m": float(baseline.norm(dim=1).median()),
         "baseline_rmse_m": float(baseline.pow(2).sum(1).mean().sqrt()),
         "val_r2_xyz": [round(float(v), 4) for v in r2],
         "train_frames": len(x_train), "val_frames": len(x_val), "steps": steps,
@@ -163,7 +194,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
 def main(cfg: Any) -> None:
     result = run_probe(cfg.checkpoint, cfg.data_root, cfg.image_size, cfg.steps, cfg.batch_size, cfg.lr,
                        cfg.weight_decay, cfg.max_frames, cfg.seed, cfg.device, cfg.progress, cfg.target,
-                       cfg.pool)
+                       cfg.pool, cfg.positions)
     print(json.dumps(result))
 
 

@@ -6,7 +6,8 @@ After `reset(seed=...)` (which samples the start and the goal for that seed) an 
 - `is_success(distance) -> bool`: the env's own success test (our pick-and-place also asks for a release);
 and optionally `subgoal_images()` (intermediate goal images, in order), `expert_action(rng, noise)` (a
 scripted expert: the oracle baseline and data collection), `privileged_state()` (e.g. the object's position,
-recorded beside each step for probes and ablations, never an input of the models) and `recorded_state() ->
+recorded beside each step for probes and ablations, never an input of the models), a `distance_unit` attribute
+(the unit of `task_distance()` for plots and logs: `distance_unit(env)`, "m" when absent) and `recorded_state() ->
 {name: array}` (the simulator state collection records per step under `observation/sim_state/<name>`;
 `reset(options={name: value, ..., "goal_" + name: value})` then starts from one recorded step and aims at another:
 `goals=dataset`). Our Franka envs implement it directly (their dataset goals restart from the recorded joint
@@ -44,6 +45,11 @@ OPTIONAL = {
     "privileged_state": "privileged_state() -> {name: array}, simulator-only quantities recorded for diagnostics",
     "recorded_state": "recorded_state() -> {name: array}, the simulator state to record and reset to (goals=dataset)",
 }
+
+
+def distance_unit(task_layer: Any) -> str:
+    """The unit of the env's `task_distance()` (its `distance_unit` attribute; metres unless it says otherwise)."""
+    return str(getattr(task_layer, "distance_unit", "m"))
 
 
 class GoalEnv(Protocol):

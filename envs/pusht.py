@@ -237,6 +237,7 @@ class PushTEnv(_GymPushT):
         super().__init__(obs_type="state", render_mode="rgb_array", observation_width=int(image_size),
                          observation_height=int(image_size))
         self.image_size, self.goals, self.success = int(image_size), goals, success
+        self.distance_unit = "px" if success == "state" else "1 - coverage"  # of task_distance(), for plots and logs
         self.goal_offset, self.reference_noise, self.reference_steps = int(goal_offset), reference_noise, int(reference_steps)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (7,), np.float64)

@@ -4,7 +4,7 @@
   are used | with a pixel decoder beside the model, the frames its plan imagines at the executed chunk's end and
   at the plan's end), upscaled, with the halves labelled, the step, the task distance and, at the end, the outcome; the
   last frame is held for a second (episodes end at success after a few frames).
-- `episode_plot(result, path)`: distance to the goal over steps (metres, and the planner's latent distance,
+- `episode_plot(result, path)`: distance to the goal over steps (the env's unit, and the planner's latent distance,
   with sub-goal switches marked), the planner's predicted end-effector path (readout of the predicted latents)
   against the measured one, and the cost per solver iteration of every plan.
 """
@@ -71,7 +71,7 @@ def episode_video(result: EpisodeResult, scale: int = 4, hold_s: float = 1.0) ->
         for i, (name, _) in enumerate(panels):
             draw.text((i * w + 3, 1), name, fill=(235, 235, 235))
         distance = result.distances[step] if step < len(result.distances) else float("nan")
-        status = f"step {step}  dist {distance:.3f} m"
+        status = f"step {step}  dist {distance:.3f} {result.distance_unit}"
         if step == final:
             status += "  SUCCESS" if result.success else "  no success"
         draw.text((3, BANNER + 2), status, fill=(255, 255, 80) if step == final and result.success else (255, 255, 255))
@@ -102,8 +102,8 @@ def episode_plot(result: EpisodeResult, path: str | Path, title: str = "") -> Pa
     path = Path(path)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     ax = axes[0]
-    ax.plot(range(len(result.distances)), result.distances, color="tab:blue", label="task distance (m)")
-    ax.set_xlabel("env step"), ax.set_ylabel("task distance (m)", color="tab:blue")
+    ax.plot(range(len(result.distances)), result.distances, color="tab:blue", label=f"task distance ({result.distance_unit})")
+    ax.set_xlabel("env step"), ax.set_ylabel(f"task distance ({result.distance_unit})", color="tab:blue")
     if result.trace:
         plan_steps = np.linspace(0, max(result.steps - 1, 0), len(result.trace))
         twin = ax.twinx()
@@ -139,7 +139,7 @@ def episode_plot(result: EpisodeResult, path: str | Path, title: str = "") -> Pa
         ax.plot(t.iteration_costs, color="tab:purple", alpha=0.3)
     ax.set_xlabel("solver iteration"), ax.set_ylabel("lowest cost"), ax.set_title("cost per solver iteration (every plan)")
     fig.suptitle(title or f"{'success' if result.success else 'failure'} in {result.steps} steps, "
-                          f"final distance {result.final_distance:.3f} m")
+                          f"final distance {result.final_distance:.3f} {result.distance_unit}")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -33,6 +33,7 @@ class EpisodeResult:
     distances: list[float] = field(repr=False, default_factory=list)  # the env's task distance after reset and each step
     states: list[np.ndarray] = field(repr=False, default_factory=list)  # proprioceptive state, same times
     trace: list[PlanStep] = field(repr=False, default_factory=list)  # one entry per plan (planner agents)
+    distance_unit: str = "m"  # the unit of the env's task distance (common.goal_env.distance_unit)
 
     @property
     def steps_to_success(self) -> int | None:
@@ -136,7 +137,8 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
     goal = goal_image if goal_image is not None else goal_env.goal_views(task, cameras)
     subgoals = goal_env.subgoal_views(task, cameras) if goal_image is None else []
     agent.reset(env, goal, {**info, "subgoal_images": subgoals}, seed)
-    result = EpisodeResult(False, float("nan"), 0, 0.0, [], first_view(goal), [first_view(g) for g in subgoals])
+    result = EpisodeResult(False, float("nan"), 0, 0.0, [], first_view(goal), [first_view(g) for g in subgoals],
+                           distance_unit=goal_env.distance_unit(task))
 
     def log(obs: Any) -> None:
         result.final_distance = float(task.task_distance())

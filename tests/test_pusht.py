@@ -211,3 +211,20 @@ def test_without_gym_pusht_the_commands_say_what_to_install(tmp_path):
         assert result.stderr.strip().splitlines()[-1] == ("error: PushT-v0 needs the gym-pusht package (No module named "
                                                           "gym_pusht); install it with pip install -e \".[pusht]\""), result.stderr
         assert "Traceback" not in result.stderr
+
+
+@needs_pusht
+def test_episode_results_carry_the_env_distance_unit(tmp_path):
+    from envs.policies import make_policy
+    from planners.diagnostics import episode_plot
+    from planners.episodes import PolicyAgent, run_episode
+
+    with _make() as env:
+        assert goal_env.distance_unit(goal_env.task(env)) == "px"
+        result = run_episode(env, PolicyAgent(make_policy("random")), max_steps=3, seed=HELD_OUT, record=True)
+    assert result.distance_unit == "px" and len(result.distances) == 4
+    assert episode_plot(result, tmp_path / "plot.png").stat().st_size > 0
+    with _make(goals="task") as env:
+        assert goal_env.distance_unit(goal_env.task(env)) == "1 - coverage"
+    with gym.make("FrankaReach-v0") as env:
+        assert goal_env.distance_unit(goal_env.task(env)) == "m"  # the protocol's default: no attribute

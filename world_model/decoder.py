@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.device import pick_device
@@ -33,6 +32,7 @@ from common.errors import UserError
 from datasets.clips import ClipDataset, FrameTransform, Windows
 from world_model.checkpoints import save_checkpoint
 from world_model.models import load_world_model, model_cameras
+from world_model.probe import encode_paired
 
 DECODER_FOLDER = "decoder"  # inside the world model's checkpoint folder
 
@@ -85,21 +85,10 @@ def load_decoder(checkpoint: str | Path, device: torch.device | str = "cpu") -> 
     return decoder.to(device).eval()
 
 
-@torch.no_grad()
-def encode_frames(model: Any, dataset: ClipDataset, batch_size: int, device: torch.device, max_frames: int | None,
-                  progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latents (F, N, D) float32, first-view frames (F, 3, H, W) uint8) of up to `max_frames` single frames."""
-    latents, frames, seen = [], [], 0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=max_frames is not None,
-                        generator=torch.Generator().manual_seed(0))
-    for batch in tqdm(loader, desc=f"encode {dataset.split}", unit="batch", disable=not progress):
-        pixels = batch["frames"]
-        latents.append(model.encode(pixels.to(device))[:, 0].float().cpu())
-        frames.append(pixels[:, 0, 0] if pixels.dim() == 6 else pixels[:, 0])
-        seen += len(pixels)
-        if max_frames is not None and seen >= max_frames:
-            break
-    return torch.cat(latents)[:max_frames], torch.cat(frames)[:max_frames]
+def first_view(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The frames (B, 3, H, W) uint8 a decoder learns to draw: a single-frame batch's first camera view."""
+    pixels = batch["frames"]
+    return pixels[:, 0, 0] if pixels.dim() == 6 else pixels[:, 0]
 
 
 def train_decoder(checkpoint: str, data_root: str, out: str | None = None, steps: int = 2000, batch_size: int = 64,
@@ -123,7 +112,7 @@ def train_decoder(checkpoint: str, data_root: str, out: str | None = None, steps
                          transform=FrameTransform(image_size=image_size), cameras=cameras)
         if len(ds) == 0:
             raise UserError(f"{data_root} has no {split} frames; index it with a validation share (datasets.index)")
-        splits[split] = encode_frames(model, ds, batch_size, dev, max_frames, progress)
+        splits[split] = encode_paired(model.encode, ds, batch_size, dev, max_frames, progress, first_view)
     (z_train, x_train), (z_val, x_val) = splits["train"], splits["val"]
     decoder = LatentDecoder(z_train.shape[1], z_train.shape[2], image_size, width).to(dev)
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.01)

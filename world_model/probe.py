@@ -109,33 +109,44 @@ def frame_features(checkpoint: str, device: torch.device, pool: bool = False) ->
     (`pixels`: the raw patches)."""
     if checkpoint == PIXELS:
         encode: Callable[[torch.Tensor], torch.Tensor] = pixel_patches
-        return (lambda frames: encode(frames).mean(2, keepdim=True)) if pool else encode
-    config = json.loads((Path(checkpoint) / "config.json").read_text()) if (Path(checkpoint) / "config.json").exists() else {}
-    if "family" in config:
-        model = load_world_model(checkpoint, device)[0]
-        encode = model.encode
     else:
-        encoder = load_encoder(checkpoint).to(device).eval()
-        encode = partial(encode_frames, encoder)
+        config_path = Path(checkpoint) / "config.json"
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        if "family" in config:
+            encode = load_world_model(checkpoint, device)[0].encode
+        else:
+            encode = partial(encode_frames, load_encoder(checkpoint).to(device).eval())
     return (lambda frames: encode(frames).mean(2, keepdim=True)) if pool else encode
 
 
 @torch.no_grad()
-def encode_split(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDataset, batch_size: int,
-                 device: torch.device, max_frames: int | None, progress: bool, target: str = "ee"
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens (F, N, D), target xyz (F, 3)) for up to `max_frames` frames of a single-frame dataset."""
-    tokens, targets, seen = [], [], 0
-    objects = ObjectPositions(dataset) if target == "object" else None
+def encode_paired(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDataset, batch_size: int,
+                  device: torch.device, max_frames: int | None, progress: bool,
+                  paired: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (F, N, D) float32, `paired(batch)` (F, ...)) for up to `max_frames` frames of a single-frame dataset
+    (drawn in a fixed shuffled order when capped): the encoder is frozen, so its features are computed once."""
+    tokens, others, seen = [], [], 0
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=max_frames is not None,
                         generator=torch.Generator().manual_seed(0))
     for batch in tqdm(loader, desc=f"encode {dataset.split}", unit="batch", disable=not progress):
         tokens.append(encode(batch["frames"].to(device))[:, 0].float().cpu())
-        targets.append(batch["states"][:, 0, :3] if objects is None else objects(batch["episode"], batch["frame_ids"][:, 0]))
+        others.append(paired(batch))
         seen += len(batch["frames"])
         if max_frames is not None and seen >= max_frames:
             break
-    return torch.cat(tokens)[:max_frames], torch.cat(targets)[:max_frames]
+    return torch.cat(tokens)[:max_frames], torch.cat(others)[:max_frames]
+
+
+def encode_split(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDataset, batch_size: int,
+                 device: torch.device, max_frames: int | None, progress: bool, target: str = "ee"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (F, N, D), target xyz (F, 3)) for up to `max_frames` frames of a single-frame dataset."""
+    objects = ObjectPositions(dataset) if target == "object" else None
+
+    def targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch["states"][:, 0, :3] if objects is None else objects(batch["episode"], batch["frame_ids"][:, 0])
+
+    return encode_paired(encode, dataset, batch_size, device, max_frames, progress, targets)
 
 
 def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int = 1500, batch_size: int = 64,

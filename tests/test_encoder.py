@@ -8,7 +8,7 @@ from world_model.checkpoints import (
     load_state_strict,
     save_checkpoint,
 )
-from world_model.encoder import EncoderConfig, VideoViT, encode_frames, rope_rotate, sincos_3d
+from world_model.encoder import EncoderConfig, VideoViT, encode_frames, pool_grid, rope_rotate, sincos_3d
 
 SMALL = dict(size="micro", img_size=32, patch_size=8)
 
@@ -61,6 +61,22 @@ def test_encode_frames_is_per_frame_and_layer_normed():
     torch.testing.assert_close(z.mean(-1), torch.zeros(2, 3, 16), atol=1e-5, rtol=0)
     torch.testing.assert_close(encode_frames(model, frames[:, 1:2])[:, 0], z[:, 1])  # frames are independent
     assert encode_frames(model, frames, pool=True).shape == (2, 3, 1, 96)
+    grid = encode_frames(model, frames, pool=2)  # the 4 x 4 patch map averaged to 2 x 2 cells, row-major
+    assert grid.shape == (2, 3, 4, 96)
+    cells = z.unflatten(2, (4, 4))
+    torch.testing.assert_close(grid[:, :, 1], cells[:, :, :2, 2:].mean((2, 3)))  # top-right cell
+    torch.testing.assert_close(grid.mean(2, keepdim=True), encode_frames(model, frames, pool=1), atol=1e-6, rtol=0)
+
+
+def test_pool_grid_keeps_where_things_are_and_refuses_impossible_grids():
+    tokens = torch.zeros(1, 16, 2)
+    tokens[0, 15] = 1.0  # the bottom-right patch alone is lit
+    pooled = pool_grid(tokens, 2)
+    assert pooled[0, :, 0].tolist() == [0.0, 0.0, 0.0, 0.25]  # seen in the bottom-right cell only
+    with pytest.raises(ValueError, match="square patch map"):
+        pool_grid(torch.zeros(1, 12, 2), 2)
+    with pytest.raises(ValueError, match="at least 8 x 8"):
+        pool_grid(tokens, 8)
 
 
 def _official_layout(model: VideoViT, tmp_path, name="vitl.pt"):

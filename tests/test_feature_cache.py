@@ -54,3 +54,10 @@ def test_cache_cli(tmp_path):
     assert result.stdout.strip().splitlines()[-1].startswith("encoded 2 episodes")
     cache = FeatureCache(tmp_path / "data" / "features", tmp_path / "enc", Preprocessing(image_size=32, pool=True))
     assert cache.read("episode_000.h5", [5]).shape == (1, 1, 96)
+    FeatureCache(tmp_path / "data" / "features", tmp_path / "enc", Preprocessing(image_size=32, pool=1))  # = true
+    with pytest.raises(CacheMismatchError, match="preprocessing"):  # a 2 x 2 grid is other features
+        FeatureCache(tmp_path / "data" / "features", tmp_path / "enc", Preprocessing(image_size=32, pool=2))
+    build_cache(tmp_path / "data", tmp_path / "enc", Preprocessing(image_size=32, pool=2), overwrite=True,
+                progress=False)
+    cache = FeatureCache(tmp_path / "data" / "features", tmp_path / "enc", Preprocessing(image_size=32, pool=2))
+    assert cache.read("episode_000.h5", [5]).shape == (1, 4, 96)

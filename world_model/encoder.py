@@ -241,15 +241,37 @@ def preprocess(frames: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def pool_grid(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """(..., P, D) tokens of a square patch map -> (..., grid * grid, D), each the mean over its cell of the map.
+
+    grid 1 is the mean over all patches; a grid keeps *where* things are, which one averaged token loses.
+    """
+    p, d = tokens.shape[-2:]
+    side = int(round(p**0.5))
+    if side * side != p or not 1 <= grid <= side:
+        raise ValueError(f"pooling {p} patch tokens to a {grid} x {grid} grid: expected a square patch map of at "
+                         f"least {grid} x {grid} patches")
+    x = tokens.reshape(-1, side, side, d).permute(0, 3, 1, 2)  # (B', D, side, side)
+    pooled = F.adaptive_avg_pool2d(x, grid).flatten(2).transpose(1, 2)  # (B', grid*grid, D)
+    return pooled.reshape(*tokens.shape[:-2], grid * grid, d)
+
+
 @torch.no_grad()
-def encode_frames(encoder: VideoViT, frames: torch.Tensor, pool: bool = False) -> torch.Tensor:
+def encode_frames(encoder: VideoViT, frames: torch.Tensor, pool: bool | int = False) -> torch.Tensor:
     """V-JEPA 2-AC frozen features: each frame of (B, T, 3, H, W) encoded alone (repeated to fill a tubelet).
 
-    Returns layer-normed tokens (B, T, N, D), or (B, T, 1, D) averaged over the patches with `pool`.
+    Returns layer-normed tokens (B, T, N, D): all patch tokens (`pool` false or 0), one token averaged over the
+    patches (true or 1), or the patches averaged to a g x g grid (`pool=g`, N = g * g).
     """
     b, t = frames.shape[:2]
     x = preprocess(frames.flatten(0, 1))  # (B*T, 3, H, W)
     video = x.unsqueeze(2).expand(-1, -1, encoder.tubelet_size, -1, -1)
     tokens = F.layer_norm(encoder(video), (encoder.embed_dim,))
-    tokens = tokens.unflatten(0, (b, t))
-    return tokens.mean(2, keepdim=True) if pool else tokens
+    return pool_tokens(tokens.unflatten(0, (b, t)), pool)
+
+
+def pool_tokens(tokens: torch.Tensor, pool: bool | int) -> torch.Tensor:
+    """(..., P, D) patch tokens as `pool` says: false / 0 all of them, true / 1 their mean, g a g x g grid."""
+    if pool is True or pool == 1:
+        return tokens.mean(-2, keepdim=True)  # bit for bit what the caches made before grids hold
+    return pool_grid(tokens, int(pool)) if pool else tokens

@@ -45,7 +45,7 @@ class CacheMismatchError(ValueError):
 class Preprocessing:
     camera: str | None = None  # None: each episode's first camera
     image_size: int = 64
-    pool: bool = False
+    pool: bool | int = False  # true / 1: one averaged token; g > 1: a g x g grid (world_model.encoder.encode_frames)
 
 
 def file_digest(path: Path) -> str:
@@ -62,7 +62,10 @@ def cache_key(checkpoint: str | os.PathLike, preprocessing: Preprocessing) -> di
     config = json.loads((checkpoint / "config.json").read_text())
     encoder = {"weights_sha256": file_digest(checkpoint / "model.safetensors"), "config": config["encoder"],
                "prefix": config.get("encoder_prefix", "")}
-    key = {"encoder": encoder, "preprocessing": asdict(preprocessing)}
+    preprocessing_key = asdict(preprocessing)
+    if preprocessing.pool in (0, 1):  # pool=1 and pool=true make the same features (and keep older caches' keys)
+        preprocessing_key["pool"] = bool(preprocessing.pool)
+    key = {"encoder": encoder, "preprocessing": preprocessing_key}
     key["id"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return key
 

@@ -46,7 +46,7 @@ from common.errors import UserError
 from common.rotations import compose_pose
 from world_model.ac_predictor import ACPredictor, ACPredictorConfig
 from world_model.checkpoints import load_encoder, load_state_strict
-from world_model.encoder import EncoderConfig, VideoViT, encode_frames, preprocess
+from world_model.encoder import EncoderConfig, VideoViT, encode_frames, pool_grid, preprocess
 from world_model.sigreg import sigreg
 
 
@@ -322,7 +322,7 @@ class WorldModel(nn.Module):
 class JEPASettings(ModelSettings):
     family: str = "vjepa_ac"
     encoder_checkpoint: str = ""  # checkpoint folder of a pretrained encoder (world_model/pretrain.py)
-    pool: bool = False  # one averaged token per frame (cheaper planning)
+    pool: bool | int = False  # true: one averaged token per frame (cheaper planning); g: a g x g grid of tokens
     use_cache: bool = True  # read <data.root>/features when made by this encoder and preprocessing
     rollout_steps: int = 2  # autoregressive steps of the rollout loss
 
@@ -481,10 +481,7 @@ class LeWMEncoder(nn.Module):
             return self.projector(self.vit(images) if features is None else self.vit.forward_head(features))[:, None]
         if features is None:
             features = self.vit.forward_features(images)
-        tokens = features[:, self.vit.num_prefix_tokens:]  # (B, P, width)
-        side = int(round(tokens.shape[1] ** 0.5))
-        grid = F.adaptive_avg_pool2d(tokens.transpose(1, 2).unflatten(-1, (side, side)), self.grid)  # (B, width, g, g)
-        pooled = grid.flatten(2).transpose(1, 2)  # (B, g*g, width)
+        pooled = pool_grid(features[:, self.vit.num_prefix_tokens:], self.grid)  # (B, g*g, width)
         return self.projector(pooled.flatten(0, 1)).unflatten(0, pooled.shape[:2])
 
 

@@ -9,8 +9,8 @@ the object's centre that our manipulation envs record under `observation/privile
 The checkpoint is either a pretrained encoder (world_model/pretrain.py: its layer-normed patch
 tokens, as the frozen family sees them), a world model (world_model/train.py: the tokens its
 planner compares, `model.encode`), or `pixels` (the frame's raw 8x8 patches: what the probe finds in
-the image itself, the reference for the others); `pool=true` averages the tokens to one per frame, to compare a
-pooled latent with the token grid. Features are encoded once up front, since the encoder is frozen.
+the image itself, the reference for the others); `pool=true` averages the tokens to one per frame (`pool=g`: to
+a g x g grid), to compare a pooled latent with the token grid. Features are encoded once up front, since the encoder is frozen.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from common.errors import UserError
 from datasets.clips import ClipDataset, FrameTransform, Windows
 from datasets.schema import PRIVILEGED_GROUP
 from world_model.checkpoints import load_encoder
-from world_model.encoder import encode_frames
+from world_model.encoder import encode_frames, pool_tokens
 from world_model.models import load_world_model, model_cameras
 
 
@@ -104,7 +104,7 @@ def pixel_patches(frames: torch.Tensor, patch: int = 8) -> torch.Tensor:
     return x.reshape(b, t, (h // patch) * (w // patch), c * patch * patch)
 
 
-def frame_features(checkpoint: str, device: torch.device, pool: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+def frame_features(checkpoint: str, device: torch.device, pool: bool | int = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """frames (B, T, 3, H, W) uint8 -> tokens (B, T, N, D) of the checkpoint's frozen encoder or world model
     (`pixels`: the raw patches)."""
     if checkpoint == PIXELS:
@@ -116,7 +116,7 @@ def frame_features(checkpoint: str, device: torch.device, pool: bool = False) ->
             encode = load_world_model(checkpoint, device)[0].encode
         else:
             encode = partial(encode_frames, load_encoder(checkpoint).to(device).eval())
-    return (lambda frames: encode(frames).mean(2, keepdim=True)) if pool else encode
+    return (lambda frames: pool_tokens(encode(frames), pool)) if pool else encode
 
 
 @torch.no_grad()
@@ -151,7 +151,7 @@ def encode_split(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDa
 
 def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int = 1500, batch_size: int = 64,
               lr: float = 3e-3, weight_decay: float = 0.01, max_frames: int | None = None, seed: int = 0,
-              device: str | None = None, progress: bool = True, target: str = "ee", pool: bool = False,
+              device: str | None = None, progress: bool = True, target: str = "ee", pool: bool | int = False,
               positions: bool = True) -> dict[str, Any]:
     """Train the probe on the train split, score it on the val split; returns the figures. `positions`: the probe
     learns an embedding per token index (see AttentiveProbe)."""

@@ -137,7 +137,8 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
     goal = goal_image if goal_image is not None else goal_env.goal_views(task, cameras)
     subgoals = goal_env.subgoal_views(task, cameras) if goal_image is None else []
     agent.reset(env, goal, {**info, "subgoal_images": subgoals}, seed)
-    result = EpisodeResult(False, float("nan"), 0, 0.0, [], first_view(goal), [first_view(g) for g in subgoals],
+    aimed = subgoals if getattr(agent, "subgoals", False) else []  # what the videos show as aimed at
+    result = EpisodeResult(False, float("nan"), 0, 0.0, [], first_view(goal), [first_view(g) for g in aimed],
                            distance_unit=goal_env.distance_unit(task))
 
     def log(obs: Any) -> None:

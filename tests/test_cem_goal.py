@@ -248,6 +248,20 @@ def test_executing_several_actions_keeps_one_context_frame_per_action(tiny_lewm)
         env.close()
 
 
+def test_an_episode_records_only_the_subgoals_its_planner_aims_through(tiny_lewm):
+    """Push renders sub-goal images; a planner without `subgoals` aims at the goal, and its video must say so."""
+    model, _ = load_world_model(tiny_lewm)
+    env = gym.make("FrankaPush-v0", image_size=32)
+    try:
+        for subgoals, expected in ((False, 0), (True, 2)):
+            agent = PlannerAgent(_reach_planner(model, execute=1, samples=8), franka_delta_pose_adapter, subgoals)
+            result = run_episode(env, agent, max_steps=1, seed=0)
+            assert len(result.subgoal_images) == expected
+            assert result.trace[0].goal_index == 0  # the goal itself, or the first of the sub-goals
+    finally:
+        env.close()
+
+
 def test_frames_nobody_observed_between_plans_are_the_models_prediction(tiny_lewm):
     """A client sending one frame per executed chunk: the skipped frames are predicted along the executed actions."""
     model, _ = load_world_model(tiny_lewm)

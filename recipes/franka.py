@@ -43,8 +43,12 @@ def _run(cmd: list[str], log: list[dict[str, Any]], stage: str, capture_json: bo
 
 def main(cfg: Any) -> None:
     from common.droid import WRIST_CAMERA
+    from common.errors import UserError
 
     py = sys.executable
+    if cfg.family == "vjepa_ac" and not (REPO / "configs" / "experiment" / f"{cfg.pretrain}.yaml").exists():
+        raise UserError(f"pretrain={cfg.pretrain!r}: expected a pretraining preset in configs/experiment/ "
+                        f"(franka_vjepa_pretrain, franka_vjepa2_pretrain, franka_vjepa2_1_pretrain)")
     data, out = Path(cfg.data_root), Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log: list[dict[str, Any]] = []
@@ -66,7 +70,7 @@ def main(cfg: Any) -> None:
         elif cfg.family == "vjepa_ac":
             encoder = out / "encoder" / "checkpoints" / "last"
             if not (encoder / "config.json").exists():
-                _run([py, "world_model/pretrain.py", "experiment=franka_vjepa_pretrain", f"data.root={data}",
+                _run([py, "world_model/pretrain.py", f"experiment={cfg.pretrain}", f"data.root={data}",
                       f"out={out / 'encoder'}", f"seed={cfg.seed}", *[str(o) for o in cfg.pretrain_overrides]],
                      log, "pretrain")
             _run([py, "world_model/cache_features.py", f"data_root={data}", f"checkpoint={encoder}", "pool=true",

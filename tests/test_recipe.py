@@ -38,3 +38,12 @@ def test_recipe_smoke(tmp_path):
     assert [s["stage"] for s in saved["stages"]] == ["collect", "train", "evaluate model", "evaluate random",
                                                      "evaluate oracle"]
     assert (tmp_path / "run" / "model" / "checkpoints" / "last" / "model.safetensors").exists()
+
+
+def test_recipe_refuses_an_unknown_pretraining_preset_before_any_work(tmp_path):
+    cmd = [sys.executable, str(ROOT / "recipes" / "franka.py"), "family=vjepa_ac", "pretrain=franka_vjepa3",
+           f"data_root={tmp_path / 'data'}", f"out={tmp_path / 'run'}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "pretrain='franka_vjepa3': expected a pretraining preset in configs/experiment/" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()  # nothing collected or written

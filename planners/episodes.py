@@ -62,6 +62,8 @@ def first_view(image: Any) -> Any:
 
 
 class Agent(Protocol):
+    subgoals: bool  # plans through the env's sub-goal images before the goal (run_episode hands them over only then)
+
     def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None: ...
 
     def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
@@ -84,7 +86,7 @@ class PlannerAgent:
         self.cameras = cameras if cameras is not None else planner.cameras  # the views the model sees (None: default)
 
     def reset(self, env: Any, goal_image: np.ndarray | None, info: dict[str, Any], seed: int | None) -> None:
-        subgoals = list(info.get("subgoal_images", [])) if self.subgoals else []
+        subgoals = list(info.get("subgoal_images", []))  # run_episode passes them only when self.subgoals
         self.planner.reset([*subgoals, goal_image] if subgoals else goal_image, info.get("goal_state"))
 
     def act(self, env: Any, obs: Any) -> list[Callable[[Any], np.ndarray]]:
@@ -112,6 +114,8 @@ class PlannerAgent:
 class PolicyAgent:
     """An `envs.policies` policy (correlated noise, scripted expert) as an agent."""
 
+    subgoals = False
+
     def __init__(self, policy: Any):
         self.policy = policy
 
@@ -135,10 +139,9 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
     cameras = getattr(agent, "cameras", None)
     obs, info = env.reset(seed=seed, options=reset_options)
     goal = goal_image if goal_image is not None else goal_env.goal_views(task, cameras)
-    subgoals = goal_env.subgoal_views(task, cameras) if goal_image is None else []
+    subgoals = goal_env.subgoal_views(task, cameras) if goal_image is None and agent.subgoals else []
     agent.reset(env, goal, {**info, "subgoal_images": subgoals}, seed)
-    aimed = subgoals if getattr(agent, "subgoals", False) else []  # what the videos show as aimed at
-    result = EpisodeResult(False, float("nan"), 0, 0.0, [], first_view(goal), [first_view(g) for g in aimed],
+    result = EpisodeResult(False, float("nan"), 0, 0.0, [], first_view(goal), [first_view(g) for g in subgoals],
                            distance_unit=goal_env.distance_unit(task))
 
     def log(obs: Any) -> None:

@@ -46,9 +46,10 @@ def main(cfg: Any) -> None:
     from common.errors import UserError
 
     py = sys.executable
-    if cfg.family == "vjepa_ac" and not (REPO / "configs" / "experiment" / f"{cfg.pretrain}.yaml").exists():
+    presets = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*_pretrain.yaml"))
+    if cfg.family == "vjepa_ac" and cfg.pretrain not in presets:
         raise UserError(f"pretrain={cfg.pretrain!r}: expected a pretraining preset in configs/experiment/ "
-                        f"(franka_vjepa_pretrain, franka_vjepa2_pretrain, franka_vjepa2_1_pretrain)")
+                        f"({', '.join(presets)})")
     data, out = Path(cfg.data_root), Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log: list[dict[str, Any]] = []

@@ -10,7 +10,8 @@ The checkpoint is either a pretrained encoder (world_model/pretrain.py: its laye
 tokens, as the frozen family sees them), a world model (world_model/train.py: the tokens its
 planner compares, `model.encode`), or `pixels` (the frame's raw 8x8 patches: what the probe finds in
 the image itself, the reference for the others); `pool=true` averages the tokens to one per frame (`pool=g`: to
-a g x g grid), to compare a pooled latent with the token grid. Features are encoded once up front, since the encoder is frozen.
+a g x g grid), to compare a pooled latent with the token grid. Features are encoded once up front, since the
+encoder is frozen.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def pixel_patches(frames: torch.Tensor, patch: int = 8) -> torch.Tensor:
     return x.reshape(b, t, (h // patch) * (w // patch), c * patch * patch)
 
 
-def frame_features(checkpoint: str, device: torch.device, pool: bool | int = False) -> Callable[[torch.Tensor], torch.Tensor]:
+def frame_features(checkpoint: str, device: torch.device, pool: bool | int = False
+                   ) -> Callable[[torch.Tensor], torch.Tensor]:
     """frames (B, T, 3, H, W) uint8 -> tokens (B, T, N, D) of the checkpoint's frozen encoder or world model
     (`pixels`: the raw patches)."""
     if checkpoint == PIXELS:

@@ -21,6 +21,15 @@ its kwargs, the same one every observation uses) and restores the start. Two kin
   not have for every goal (Pusher's arm cannot reach behind objects near its base). A planner scoring latent
   distance to that image is also pulled toward the start pose, which is why success is decided on the object
   alone (`body`).
+- `expert`: the state the scripted expert (`expert`, required) reaches from the start, without noise, pushing toward
+  the target of `target` (the env's own or a drawn one): it runs until the tracked distance to that target is below
+  `expert_stop` or for `goal_steps` steps, and its last state (velocities zeroed) is the goal; its sub-goals are
+  states evenly spaced along that run. This is the anchors' protocol (a demonstration's later state as the goal, as
+  Push-T's `goals: expert`), and the right one for a pixel planner where `target` is not: in Pusher-v5's top-down
+  view the arm's start pose is out of the picture, so a `target` goal image shows no arm at all, and a planner
+  matching it takes the arm out of view (README, "Pusher-v5"); the expert's last state shows the hand where a push
+  toward that goal ends. Success is judged against where the object is in the goal image, which the expert may
+  leave short of the target (how often: `python planners/evaluate.py agent=oracle ...` on the same goals).
 
 `shadows=false` turns the lights' shadows off (every frame, observations included: set it for collection and
 planning alike). The distance is the Euclidean distance of a body's world position (`body`, metres; Pusher: `object`) or of chosen
@@ -44,15 +53,17 @@ from common.errors import UserError
 from common.seeding import derive_seed
 from envs.policies import CorrelatedNoisePolicy
 
-GOALS = ("random", "target")
+GOALS = ("random", "target", "expert")
+EXPERT_TRIES = 10  # goal=expert: starts tried per seed before giving up
 
 
 @dataclass
 class MujocoGoalSettings:
     """How the adapter samples goals and scores them (configs/cem_goal.yaml `adapter`)."""
 
-    goal: str = "random"  # random: the state after goal_steps random actions | target: target_dims set to a target
-    goal_steps: int = 20  # goal=random: this many random actions from the start
+    goal: str = "random"  # random: the state after goal_steps random actions | target: target_dims set to a target | expert: where the expert's push toward that target ends
+    goal_steps: int = 20  # goal=random: this many random actions from the start; goal=expert: the expert's steps at most
+    expert_stop: float = 0.02  # goal=expert: stop the expert this close (body/qpos distance) to the target
     target_dims: list[int] | None = None  # goal=target: the qpos entries set to the target (Pusher-v5: [7, 8])
     env_goal_dims: list[int] | None = None  # ... the target read from these qpos entries (the env's own goal; Pusher: [9, 10])
     target_low: list[float] | None = None  # ... or drawn uniformly in target_low..target_high (written into env_goal_dims)
@@ -107,7 +118,9 @@ class MujocoGoalEnv(gym.Wrapper):
         s = self.settings
         if s.goal not in GOALS:
             raise UserError(f"adapter.goal must be one of {', '.join(GOALS)}, got {s.goal!r}")
-        if s.goal != "target":
+        if s.goal == "expert" and not s.expert:
+            raise UserError("adapter.goal=expert needs adapter.expert (the scripted expert whose push ends at the goal)")
+        if s.goal == "random":
             return
         if not s.target_dims:
             raise UserError("adapter.goal=target needs adapter.target_dims (the qpos entries the goal sets)")
@@ -171,6 +184,10 @@ class MujocoGoalEnv(gym.Wrapper):
             start, target = self._place_target(start, self._goal_seed(seed))
             subgoals = self._target_path(start, target)
             self.set_state(*subgoals.pop())
+        elif self.settings.goal == "expert":
+            start, path = self._expert_goal(self._goal_seed(seed), start, options)
+            subgoals = self._subgoal_states(path)
+            self.set_state(path[-1][0], np.zeros_like(path[-1][1]))
         else:
             subgoals = self._subgoal_states(self._random_path(self._goal_seed(seed)))
         self.goal_qpos, self.goal_qvel = self._state()
@@ -184,7 +201,7 @@ class MujocoGoalEnv(gym.Wrapper):
         self.set_state(*start)
         if self._expert is not None and callable(getattr(self._expert, "reset", None)):
             self._expert.reset()
-        if ("qpos" in recorded or self.settings.goal == "target") and hasattr(base, "_get_obs"):
+        if ("qpos" in recorded or self.settings.goal != "random") and hasattr(base, "_get_obs"):
             obs = base._get_obs()  # the observation of the start actually set
         return obs, {**info, "goal_qpos": self.goal_qpos.copy()}
 
@@ -227,6 +244,47 @@ class MujocoGoalEnv(gym.Wrapper):
             q[dims] = target if k == steps else qpos[dims] + (target - qpos[dims]) * k / steps
             path.append((q, np.zeros_like(start[1])))
         return path
+
+    def _expert_goal(self, seed: int, start: tuple[np.ndarray, np.ndarray], options: dict[str, Any]
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+        """goal=expert: (the start, the expert's path from it, whose last state is the goal). A start from which
+        the expert does not bring the tracked point within `threshold` of its target (Pusher-v5: 2 of 10, objects
+        near the arm's base) would make a goal that is met at the start, so the env is reset again from seeds
+        derived from `seed` until one works (deterministic per seed; up to EXPERT_TRIES starts)."""
+        for attempt in range(EXPERT_TRIES):
+            if attempt:
+                self.env.reset(seed=derive_seed(seed, 10 + attempt), options=options or None)
+                start = self._state()
+            start, target = self._place_target(start, derive_seed(seed, 20 + attempt) if attempt else seed)
+            path, missed = self._expert_path(start, target)
+            if missed < self.settings.threshold:
+                return start, path
+        raise UserError(f"adapter.goal=expert: the expert ({self.settings.expert}) did not reach its target within "
+                        f"{self.settings.threshold} in {self.settings.goal_steps} steps from any of {EXPERT_TRIES} starts "
+                        f"of seed {seed} (last miss {missed:.3f}); raise adapter.goal_steps")
+
+    def _expert_path(self, start: tuple[np.ndarray, np.ndarray], target: np.ndarray
+                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+        """(the states after each of the noiseless expert's steps from `start` toward `target` (the target_dims'
+        values), until the tracked point is `expert_stop` from the target or `goal_steps` are spent; that point's
+        final distance to the target)."""
+        s, base = self.settings, self.env.unwrapped
+        self.set_state(*start)
+        aim = start[0].copy()
+        aim[list(s.target_dims)] = target
+        self.set_state(aim, np.zeros_like(start[1]))
+        point = self._point()  # where the tracked body would be with the target entries reached
+        self.set_state(*start)
+        if callable(getattr(self._expert, "reset", None)):
+            self._expert.reset()
+        path, missed = [start], float(np.linalg.norm(self._point() - point))
+        for _ in range(s.goal_steps):
+            base.do_simulation(self._expert(point, None, 0.0), base.frame_skip)
+            path.append(self._state())
+            missed = float(np.linalg.norm(self._point() - point))
+            if missed < s.expert_stop:
+                break
+        return path, missed
 
     def _random_path(self, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Step the simulator `goal_steps` times with seeded correlated noise; the states after each step."""

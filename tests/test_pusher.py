@@ -81,6 +81,40 @@ def test_a_target_goal_is_the_object_on_the_env_goal_with_the_arm_at_its_start()
         env.close()
 
 
+def test_an_expert_goal_is_where_the_experts_push_ends_with_the_hand_in_view():
+    """goal=expert: the goal state is the noiseless expert's last state, the object on the env's marker and the
+    hand beside it (a target goal leaves the arm at its start pose, out of the top-down view); never met at the
+    start (a start the expert fails from is replaced), seeded, sub-goals along the expert's path."""
+    env = pusher(goal="expert", goal_steps=200, subgoals=2)
+    try:
+        obs, _ = env.reset(seed=1001)  # the expert fails from this seed's own start (object near the arm's base)
+        data = env.unwrapped.data
+        start, goal = data.qpos.copy(), env.goal_qpos.copy()
+        np.testing.assert_array_equal(obs[:7], start[:7])  # the observation is of the start actually used
+        assert np.linalg.norm(env.goal_point[:2] - data.body("goal").xpos[:2]) < 0.05  # the object on the marker
+        assert env.task_distance() > 0.1  # ... which is far from where it starts
+        assert np.abs(goal[:7] - start[:7]).max() > 0.3  # the arm moved to push (the target goal keeps its start pose)
+        np.testing.assert_array_equal(env.goal_qvel, 0.0)
+        image, subgoals = env.goal_image().copy(), env.subgoal_images()
+        assert len(subgoals) == 2 and not any(np.array_equal(s, image) for s in subgoals)
+        env.reset(seed=1001)
+        np.testing.assert_array_equal(env.goal_qpos, goal)
+        np.testing.assert_array_equal(env.goal_image(), image)
+        env.set_state(goal, env.goal_qvel)
+        assert env.is_success(env.task_distance()) and np.array_equal(env.render(), image)
+    finally:
+        env.close()
+    with pytest.raises(UserError, match=r"^adapter.goal=expert needs adapter.expert"):
+        pusher(goal="expert", expert=None)
+    hopeless = pusher(goal="expert", goal_steps=2)
+    try:
+        with pytest.raises(UserError, match=r"^adapter.goal=expert: the expert \(pusher\) did not reach its target "
+                                            r"within 0.05 in 2 steps from any of 10 starts of seed 5"):
+            hopeless.reset(seed=5)
+    finally:
+        hopeless.close()
+
+
 def test_target_goals_and_experts_are_checked_in_one_line():
     with pytest.raises(UserError, match=r"^adapter.goal=target needs adapter.target_dims"):
         pusher(target_dims=None)

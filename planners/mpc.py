@@ -9,7 +9,7 @@ along the executed actions. The cost is the sum of the terms `MPCConfig` asks fo
 
 The goal may be a sequence of images (sub-goals, as in V-JEPA 2-AC's pick-and-place): the planner aims
 at one at a time and moves to the next when the observed latent comes within `subgoal_latent` of it
-(or its readout within `subgoal_readout` metres), or after `subgoal_steps` control steps on it; the
+(or its readout within `subgoal_readout` metres), or after `subgoal_steps` of the model's steps on it (env steps / frameskip); the
 last image is the goal and is never left. Each plan appends a `PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
@@ -41,7 +41,7 @@ class MPCConfig:
     readout_weight: float | None = 0.0  # weight of the model's state-readout distance (metres); None: resolved later
     subgoal_latent: float | None = None  # next sub-goal when the observed latent is this close (metric above)
     subgoal_readout: float | None = None  # ... or when the readout positions are this close (m; needs a readout)
-    subgoal_steps: int | None = None  # ... or after this many control steps on one sub-goal
+    subgoal_steps: int | None = None  # ... or after this many of the model's steps (actions) on one sub-goal
     precision: str = "float32"  # float32 | bfloat16: the rollouts' matrix products (costs stay float32)
 
 

@@ -174,8 +174,9 @@ def test_probe_reads_a_world_model_checkpoint_pooled_or_not(tmp_path):
     config = EncoderConfig(size="micro", img_size=32, patch_size=8)
     save_checkpoint(tmp_path / "enc", VideoViT(config), {"encoder": config.to_dict()})
     lewm = tiny_checkpoint(tmp_path / "lewm")
-    runs = {(name, pool): run_probe(str(path), str(tmp_path / "push"), image_size=32, steps=3, progress=False,
-                                    target="object", pool=pool)
+    # no image_size: the probe takes the size each checkpoint was trained at (32 here; a 64 would not fit them)
+    runs = {(name, pool): run_probe(str(path), str(tmp_path / "push"), steps=3, progress=False, target="object",
+                                    pool=pool)
             for name, path in (("vjepa", tmp_path / "enc"), ("lewm", lewm)) for pool in (False, True)}
     assert {key: r["tokens_per_frame"] for key, r in runs.items()} == {
         ("vjepa", False): 16, ("vjepa", True): 1, ("lewm", False): 1, ("lewm", True): 1}

@@ -151,12 +151,13 @@ def encode_split(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDa
     return encode_paired(encode, dataset, batch_size, device, max_frames, progress, targets)
 
 
-def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int = 1500, batch_size: int = 64,
+def run_probe(checkpoint: str, data_root: str, image_size: int | None = None, steps: int = 1500, batch_size: int = 64,
               lr: float = 3e-3, weight_decay: float = 0.01, max_frames: int | None = None, seed: int = 0,
               device: str | None = None, progress: bool = True, target: str = "ee", pool: bool | int = False,
               positions: bool = True) -> dict[str, Any]:
     """Train the probe on the train split, score it on the val split; returns the figures. `positions`: the probe
-    learns an embedding per token index (see AttentiveProbe)."""
+    learns an embedding per token index (see AttentiveProbe). `image_size` None: the size the checkpoint was trained
+    at (a world model's data.image_size, an encoder's img_size; 64 for pixels)."""
     if target not in TARGETS:
         raise UserError(f"target={target!r}: expected one of {', '.join(TARGETS)}")
     torch.manual_seed(seed)
@@ -165,6 +166,8 @@ def run_probe(checkpoint: str, data_root: str, image_size: int = 64, steps: int 
     config_path = Path(checkpoint) / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     cameras = model_cameras(config) if "family" in config else []  # a world model's camera views
+    if image_size is None:
+        image_size = int(config.get("data", {}).get("image_size") or config.get("encoder", {}).get("img_size") or 64)
     splits = {}
     for split in ("train", "val"):
         ds = ClipDataset(data_root, split=split, windows=Windows(history=1, future=0),

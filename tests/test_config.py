@@ -71,3 +71,27 @@ def test_an_experiment_is_a_config_group_chosen_without_plus():
 
     pretrain = build_config(PretrainConfig, _compose("pretrain", ["experiment=franka_vjepa_pretrain", "data.root=/d"]))
     assert pretrain.num_frames == 2
+
+
+def test_every_training_experiment_composes_and_its_planning_builds():
+    """A typo in an experiment's `planning` would surface only when its checkpoint is evaluated, after the
+    training run: compose every training experiment and build its planning into the planner's config now."""
+    from omegaconf import OmegaConf
+
+    from planners.factory import PLANNING_KEYS
+
+    names = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml") if not p.stem.endswith("_pretrain"))
+    assert {"franka_lewm", "reach_precise_lewm", "pickplace_lewm"} <= set(names)
+    for name in names:
+        cfg = _compose("train", [f"experiment={name}", "data.root=/d"])
+        if "encoder_checkpoint" in cfg.model and OmegaConf.is_missing(cfg.model, "encoder_checkpoint"):
+            cfg.model.encoder_checkpoint = "/enc"  # the frozen families' encoder, named on the command line
+        train_config(cfg)
+        planning = OmegaConf.to_container(cfg.planning) if cfg.get("planning") else {}
+        assert set(planning) <= set(PLANNING_KEYS), name
+        plan = OmegaConf.to_container(_compose("cem_goal", []))
+        for key, value in planning.items():
+            plan[key] = {**plan[key], **value} if key in ("solver", "mpc") else value
+        build_config(PlanConfig, plan)
+    pickplace = train_config(_compose("train", ["experiment=pickplace_lewm", "data.root=/d"]))
+    assert pickplace.model.encoder.img_size == 96 and tuple(pickplace.model.readout_dims) == (0, 1, 2, 6)

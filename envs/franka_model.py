@@ -160,6 +160,10 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
   <worldbody>
     <light pos="0.4 -0.3 1.6" dir="0 0.2 -1" castshadow="false" diffuse="0.6 0.6 0.6"/>
     <geom name="table" type="box" size="0.7 0.7 0.02" pos="0.4 0 -0.02" rgba="0.55 0.42 0.3 1"
+          contype="0" conaffinity="0"/>
+    <!-- the table's collision body: the same top face 30 cm deep (group 3: never rendered), so fingers pressing a
+         cube into the table cannot push it out through the bottom of a 4 cm slab (the cube then fell for ever) -->
+    <geom name="table_collision" type="box" size="0.7 0.7 0.15" pos="0.4 0 -0.15" group="3" rgba="0 0 0 0"
           contype="1" conaffinity="3"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.32 0.36 1" contype="0" conaffinity="0"/>
     <geom name="wall" type="box" size="0.02 1.5 0.8" pos="-0.45 0 0.2" rgba="0.75 0.78 0.82 1" contype="0" conaffinity="0"/>

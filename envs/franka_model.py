@@ -124,7 +124,7 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
         objects += (
             '<body name="cube" pos="0.5 0 0.025"><freejoint name="cube"/>'
             '<geom name="cube" type="box" size="0.025 0.025 0.025" rgba="0.85 0.2 0.15 1" mass="0.1" '
-            'contype="1" conaffinity="3" friction="0.9 0.005 0.0001" condim="4" solref="0.01 1" '
+            'contype="1" conaffinity="7" friction="0.9 0.005 0.0001" condim="4" solref="0.01 1" '
             'solimp="0.95 0.99 0.001"/></body>'
         )
     if platform:  # parked below the floor until a task places it
@@ -160,12 +160,10 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
   <worldbody>
     <light pos="0.4 -0.3 1.6" dir="0 0.2 -1" castshadow="false" diffuse="0.6 0.6 0.6"/>
     <geom name="table" type="box" size="0.7 0.7 0.02" pos="0.4 0 -0.02" rgba="0.55 0.42 0.3 1"
-          contype="0" conaffinity="0"/>
-    <!-- the table's collision body: the same top face 30 cm deep (group 3: never rendered), so fingers pressing a
-         cube into the table cannot push it out through the bottom of a 4 cm slab (the cube then fell for ever) -->
-    <geom name="table_collision" type="box" size="0.7 0.7 0.15" pos="0.4 0 -0.15" group="3" rgba="0 0 0 0"
           contype="1" conaffinity="3"/>
-    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.32 0.36 1" contype="0" conaffinity="0"/>
+    <!-- the floor stops a cube that leaves the table (collision bit 4: the cube only; fingers squeezing a cube
+         edge-on can flick it off the table, and without a floor it fell for ever) -->
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.32 0.36 1" contype="4" conaffinity="0"/>
     <geom name="wall" type="box" size="0.02 1.5 0.8" pos="-0.45 0 0.2" rgba="0.75 0.78 0.82 1" contype="0" conaffinity="0"/>
     <camera name="{EXTERIOR_CAMERA}" pos="{' '.join(map(str, cam_pos))}"
             xyaxes="{_look_at(cam_pos, cam_target)}" fovy="{cam_fovy}"/>

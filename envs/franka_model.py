@@ -56,6 +56,7 @@ CAMERA_VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, fl
     "wide": ((1.25, 0.7, 0.85), (0.45, 0.0, 0.2), 55.0),
     "table": ((1.0, 0.6, 0.7), (0.5, 0.0, 0.1), 45.0),
 }
+FLOOR_Z = -0.75  # the floor under the table: catches a cube that leaves the table (the cube only)
 PLATFORM_HALF = (0.05, 0.05, 0.03)  # the raised placing platform of the pick-and-place task (top at 0.06 m)
 
 
@@ -163,7 +164,7 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
           contype="1" conaffinity="3"/>
     <!-- the floor stops a cube that leaves the table (collision bit 4: the cube only; fingers squeezing a cube
          edge-on can flick it off the table, and without a floor it fell for ever) -->
-    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.32 0.36 1" contype="4" conaffinity="0"/>
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 {FLOOR_Z}" rgba="0.3 0.32 0.36 1" contype="4" conaffinity="0"/>
     <geom name="wall" type="box" size="0.02 1.5 0.8" pos="-0.45 0 0.2" rgba="0.75 0.78 0.82 1" contype="0" conaffinity="0"/>
     <camera name="{EXTERIOR_CAMERA}" pos="{' '.join(map(str, cam_pos))}"
             xyaxes="{_look_at(cam_pos, cam_target)}" fovy="{cam_fovy}"/>

@@ -119,7 +119,12 @@ def with_checkpoint_planning(raw: dict[str, Any], typed: set[str]) -> dict[str, 
     the user typed a setting on the command line (`typed`: keys like `solver.samples`, `mpc`, `fixed_dims`)."""
     if raw.get("agent", "planner") != "planner" and "checkpoint" not in typed:
         return raw
-    planning = checkpoint_planning(raw["checkpoint"])
+    return merge_planning(raw, checkpoint_planning(raw["checkpoint"]), typed)
+
+
+def merge_planning(raw: dict[str, Any], planning: dict[str, Any], typed: set[str] = frozenset()) -> dict[str, Any]:
+    """`raw` with `planning` (a checkpoint's or an experiment's `planning` section) laid over it: solver, mpc and
+    adapter merged key by key, everything else replaced, except the settings the user typed (`typed`)."""
 
     def user_set(key: str) -> bool:
         return any(key == t or key.startswith(t + ".") or t.startswith(key + ".") for t in typed)

@@ -78,7 +78,7 @@ def test_every_training_experiment_composes_and_its_planning_builds():
     training run: compose every training experiment and build its planning into the planner's config now."""
     from omegaconf import OmegaConf
 
-    from planners.factory import PLANNING_KEYS
+    from planners.factory import PLANNING_KEYS, merge_planning
 
     names = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml") if not p.stem.endswith("_pretrain"))
     assert {"franka_lewm", "reach_precise_lewm", "pickplace_lewm"} <= set(names)
@@ -89,9 +89,6 @@ def test_every_training_experiment_composes_and_its_planning_builds():
         train_config(cfg)
         planning = OmegaConf.to_container(cfg.planning) if cfg.get("planning") else {}
         assert set(planning) <= set(PLANNING_KEYS), name
-        plan = OmegaConf.to_container(_compose("cem_goal", []))
-        for key, value in planning.items():
-            plan[key] = {**plan[key], **value} if key in ("solver", "mpc") else value
-        build_config(PlanConfig, plan)
+        build_config(PlanConfig, merge_planning(OmegaConf.to_container(_compose("cem_goal", [])), planning))
     pickplace = train_config(_compose("train", ["experiment=pickplace_lewm", "data.root=/d"]))
     assert pickplace.model.encoder.img_size == 96 and tuple(pickplace.model.readout_dims) == (0, 1, 2, 6)

@@ -4,7 +4,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs.franka_model import JOINT_LIMITS
+from envs.franka_model import FLOOR_Z, JOINT_LIMITS
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_a_cube_flicked_off_the_table_lands_on_the_floor():
         mujoco.mj_forward(u.model, u.data)
         for _ in range(40):
             env.step(np.zeros(7, np.float32))
-        assert abs(u.cube_pos()[2] - (-0.75 + u.HALF)) < 0.005  # resting on the floor
+        assert abs(u.cube_pos()[2] - (FLOOR_Z + u.HALF)) < 0.005  # resting on the floor
     finally:
         env.close()
 

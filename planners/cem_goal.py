@@ -40,10 +40,11 @@ from planners.actions import ActionRate, franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
 from planners.factory import PlanConfig, build_planner, load_model, plan_settings, set_threads
+from planners.sim_greedy import SimGreedyAgent
 from world_model.decoder import load_decoder
 from world_model.models import model_cameras
 
-AGENTS = ("planner", "random", "oracle")
+AGENTS = ("planner", "random", "oracle", "sim_greedy")
 
 
 @dataclass
@@ -143,10 +144,11 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         importlib.import_module(config.env_module)
     gym.spec(config.env_id)  # an unknown id fails here, before the model loads
     planner_agent = config.agent == "planner"
+    uses_model = planner_agent or config.agent == "sim_greedy"  # sim_greedy: the model's cost, the simulator's dynamics
     device = pick_device(config.device)
     threads = set_threads(config.threads)
     model = model_config = checkpoint = None
-    if planner_agent:
+    if uses_model:
         print(f"loading the world model {config.checkpoint} ...", file=sys.stderr, flush=True)
         model, model_config, checkpoint = load_model(config.checkpoint, device)
     kwargs = dict(config.env_kwargs or {})
@@ -172,14 +174,14 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         goals = dataset_goals(g.root, g.split, g.offset, g.camera, None, cameras)
 
     agent: Agent
-    if planner_agent:
+    if uses_model:
         control_hz = config.control_hz or float(env.metadata.get("render_fps") or CONTROL_HZ)  # as collect records it
         rate = ActionRate.for_model(model_config.get("data", {}), control_hz)
         planner = build_planner(model, model_config, config.solver, config.mpc, config.fixed(), device, config.seed, env,
                                 rate)
         delta_pose = model_config.get("data", {}).get("action_mode") == "delta_pose"
         agent = PlannerAgent(planner, franka_delta_pose_adapter if ours and delta_pose else None, config.subgoals, rate,
-                             cameras)
+                             cameras) if planner_agent else SimGreedyAgent(planner)
     else:  # random: correlated noise in the env's action box; oracle: the env's scripted expert (knows the goal)
         agent = PolicyAgent(make_policy("random" if config.agent == "random" else "expert", expert_noise=0.0))
 

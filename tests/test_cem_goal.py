@@ -18,6 +18,7 @@ from planners.diagnostics import BANNER
 from planners.episodes import PlannerAgent, run_episode
 from planners.mpc import MPCConfig, MPCPlanner
 from planners.protocols import Bounds
+from planners.sim_greedy import SimGreedyAgent
 from planners.solvers import make_solver
 from recipes.collect import CollectConfig, collect
 from world_model.models import load_world_model
@@ -278,3 +279,28 @@ def test_frames_nobody_observed_between_plans_are_the_models_prediction(tiny_lew
     planner.observe(frames[1])
     with pytest.raises(RuntimeError, match="2 frames already observed since the last plan"):
         planner.observe(frames[2])
+
+
+def test_the_sim_greedy_ablation_executes_its_cheapest_simulated_move_and_restores_the_simulation(tiny_lewm):
+    """agent=sim_greedy scores moves on copies of the simulation: the real episode must go on from where it was,
+    and the move executed must be the one whose simulated outcome had the lowest cost (physics is deterministic,
+    so the real outcome's cost is that minimum)."""
+    model, _ = load_world_model(tiny_lewm)
+    env = gym.make("FrankaReach-v0", image_size=32)
+    try:
+        agent = SimGreedyAgent(_reach_planner(model, execute=1, samples=8), levels=(-1.0, 0.0, 1.0))
+        obs, info = env.reset(seed=3)
+        agent.reset(env, info["goal_image"], info, 3)
+        sim = env.unwrapped
+        qpos, qvel = sim.data.qpos.copy(), sim.data.qvel.copy()
+        (move,) = agent.act(env, obs)
+        np.testing.assert_array_equal(sim.data.qpos, qpos)  # the simulation is back where it was
+        np.testing.assert_array_equal(sim.data.qvel, qvel)
+        assert agent.costs.shape == (27,) and float(agent.costs.max()) > float(agent.costs.min())
+        obs, *_ = env.step(move(obs))
+        with torch.no_grad():
+            z = model.encode(torch.from_numpy(obs["pixels"]).permute(2, 0, 1)[None, None])
+            real = sum(term(z, torch.zeros(1, 1, 7)) for term in agent.planner.cost_terms(None))
+        assert float(real) == pytest.approx(float(agent.costs.min()), abs=1e-5)
+    finally:
+        env.close()

@@ -24,7 +24,8 @@ import mujoco
 import numpy as np
 import torch
 
-from planners.mpc import MPCPlanner
+from planners.costs import latent_distance
+from planners.mpc import MPCPlanner, PlanStep
 
 #: Fractions of the largest position step tried per axis (7 levels: 343 moves per control step).
 LEVELS = (-1.0, -0.3, -0.1, 0.0, 0.1, 0.3, 1.0)
@@ -74,13 +75,24 @@ class SimGreedyAgent:
         finally:  # the real episode goes on from where it was
             mujoco.mj_copyData(sim.data, sim.model, saved)
             sim._gripper_target = gripper
-        pixels = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[:, None]  # (K, 1, 3, H, W)
-        z = self.planner.model.encode(pixels.to(self.planner.device))  # (K, 1, N, D): observed, not predicted
+        frames.append(obs["pixels"])  # the frame now, for the diagnostics
+        pixels = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[:, None]  # (K + 1, 1, 3, H, W)
+        z = self.planner.model.encode(pixels.to(self.planner.device))  # observed, not predicted
+        z, z_now = z[:-1], z[-1, 0]
         actions = torch.as_tensor(moves, dtype=torch.float32)[:, None]
         self.costs = sum(term(z, actions) for term in self.planner.cost_terms(None))
-        best = moves[int(torch.argmin(self.costs))]
+        index = int(torch.argmin(self.costs))
         self.seconds.append(time.perf_counter() - start)
-        return [lambda _obs: best]
+        self._trace(z_now, z[index], float(self.costs[index]))
+        return [lambda _obs: moves[index]]
+
+    def _trace(self, z_now: torch.Tensor, z_next: torch.Tensor, cost: float) -> None:
+        """A `PlanStep` per move, so the episode plots show the latent distance and the readout as for the planner."""
+        p = self.planner
+        readout = getattr(p.model, "readout", None)
+        p.trace.append(PlanStep(0, float(latent_distance(z_now[None, None], p.z_goal, p.config.metric)), cost, [cost],
+                                None if readout is None else readout(z_now).cpu().numpy(),
+                                None if readout is None else readout(z_next).cpu().numpy()))
 
     def plan_seconds_per_step(self) -> float:
         return float(np.mean(self.seconds)) if self.seconds else 0.0

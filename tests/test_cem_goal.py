@@ -297,6 +297,7 @@ def test_the_sim_greedy_ablation_executes_its_cheapest_simulated_move_and_restor
         np.testing.assert_array_equal(sim.data.qpos, qpos)  # the simulation is back where it was
         np.testing.assert_array_equal(sim.data.qvel, qvel)
         assert agent.costs.shape == (27,) and float(agent.costs.max()) > float(agent.costs.min())
+        assert len(agent.planner.trace) == 1 and agent.planner.trace[0].cost == pytest.approx(float(agent.costs.min()))
         obs, *_ = env.step(move(obs))
         with torch.no_grad():
             z = model.encode(torch.from_numpy(obs["pixels"]).permute(2, 0, 1)[None, None])

@@ -121,6 +121,22 @@ def test_probe_positions_let_it_see_where_a_token_is(tmp_path):
     assert runs[True]["val_median_m"] < runs[True]["baseline_median_m"], runs
 
 
+def test_the_nearest_neighbour_error_scores_the_latent_distance_across_episodes():
+    """Tokens that encode the position pick a frame near the goal; tokens of noise pick one at random; a frame of the
+    goal's own episode is never chosen, however close its latent."""
+    from world_model.probe import nearest_neighbour_error
+
+    gen = torch.Generator().manual_seed(0)
+    xyz = torch.rand(400, 3, generator=gen)
+    episodes = torch.arange(400) // 20
+    faithful = xyz[:, None, :].repeat(1, 4, 1)  # (F, N=4, D=3)
+    good = nearest_neighbour_error(faithful, xyz, episodes, goals=100)
+    noise = nearest_neighbour_error(torch.rand(400, 4, 3, generator=gen), xyz, episodes, goals=100)
+    assert good["nn_median_m"] < 0.25 * good["nn_random_median_m"], good
+    assert noise["nn_median_m"] > 0.6 * noise["nn_random_median_m"], noise
+    assert good["nn_median_m"] > 0.0  # were its own episode allowed, the goal frame itself (latent distance 0) would be
+
+
 def test_sigterm_stops_pretraining_with_a_checkpoint(tmp_path):
     import signal
     import sys

@@ -11,7 +11,8 @@ tokens, as the frozen family sees them), a world model (world_model/train.py: th
 planner compares, `model.encode`), or `pixels` (the frame's raw 8x8 patches: what the probe finds in
 the image itself, the reference for the others); `pool=true` averages the tokens to one per frame (`pool=g`: to
 a g x g grid), to compare a pooled latent with the token grid. Features are encoded once up front, since the
-encoder is frozen.
+encoder is frozen. Beside the probe, `nn_median_m` scores the planner's own cost without training anything: for
+held-out goal frames, how far (in metres) the frame whose latent is closest to the goal's lies from it.
 """
 
 from __future__ import annotations
@@ -146,9 +147,36 @@ def encode_split(encode: Callable[[torch.Tensor], torch.Tensor], dataset: ClipDa
     objects = ObjectPositions(dataset) if target == "object" else None
 
     def targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["states"][:, 0, :3] if objects is None else objects(batch["episode"], batch["frame_ids"][:, 0])
+        xyz = batch["states"][:, 0, :3] if objects is None else objects(batch["episode"], batch["frame_ids"][:, 0])
+        return torch.cat([xyz.float(), batch["episode"].float()[:, None]], 1)  # the episode rides along as column 3
 
-    return encode_paired(encode, dataset, batch_size, device, max_frames, progress, targets)
+    tokens, paired = encode_paired(encode, dataset, batch_size, device, max_frames, progress, targets)
+    return tokens, paired[:, :3], paired[:, 3].long()
+
+
+@torch.no_grad()
+def nearest_neighbour_error(tokens: torch.Tensor, xyz: torch.Tensor, episodes: torch.Tensor, goals: int = 500,
+                            seed: int = 0) -> dict[str, float]:
+    """How well the planner's latent distance (mean L1 over tokens and channels, `planners.costs`) picks states: for
+    up to `goals` frames taken as goal images, the frame of *another* episode whose latent is closest, and the
+    distance in metres between its target and the goal's (median and mean), against a frame drawn at random. A
+    planner with a perfect model stops where its cost is lowest, so this is the error such a planner would make if it
+    could only choose among the recorded states; same-episode frames are left out, since a neighbouring frame is close
+    in any feature."""
+    if len(episodes.unique()) < 2:  # nothing to choose from: one held-out episode
+        return {"nn_median_m": None, "nn_mean_m": None, "nn_random_median_m": None, "nn_goals": 0}
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(tokens), generator=gen)[:goals]
+    flat = tokens.flatten(1)
+    latent = torch.cdist(flat[pick], flat, p=1) / flat.shape[1]  # (G, F)
+    latent[episodes[pick][:, None] == episodes[None, :]] = float("inf")
+    metres = torch.cdist(xyz[pick], xyz)  # (G, F)
+    chosen = metres.gather(1, latent.argmin(1, keepdim=True))[:, 0]
+    other = episodes[pick][:, None] != episodes[None, :]
+    random = torch.stack([row[mask][torch.randint(int(mask.sum()), (1,), generator=gen)][0]
+                          for row, mask in zip(metres, other)])
+    return {"nn_median_m": float(chosen.median()), "nn_mean_m": float(chosen.mean()),
+            "nn_random_median_m": float(random.median()), "nn_goals": len(pick)}
 
 
 def run_probe(checkpoint: str, data_root: str, image_size: int | None = None, steps: int = 1500, batch_size: int = 64,
@@ -175,7 +203,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int | None = None, st
         if len(ds) == 0:
             raise ValueError(f"{data_root} has no {split} frames; index it with a validation share (datasets.index)")
         splits[split] = encode_split(encode, ds, batch_size, dev, max_frames, progress, target)
-    (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
+    (x_train, y_train, _), (x_val, y_val, val_episodes) = splits["train"], splits["val"]
     mean, std = y_train.mean(0), y_train.std(0).clamp_min(1e-6)
     probe = AttentiveProbe(x_train.shape[-1], 3, tokens=x_train.shape[1] if positions else 0).to(dev)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
@@ -204,6 +232,7 @@ def run_probe(checkpoint: str, data_root: str, image_size: int | None = None, st
         "baseline_rmse_m": float(baseline.pow(2).sum(1).mean().sqrt()),
         "val_r2_xyz": [round(float(v), 4) for v in r2],
         "train_frames": len(x_train), "val_frames": len(x_val), "steps": steps,
+        **nearest_neighbour_error(x_val, y_val, val_episodes, seed=seed),
     }
 
 

@@ -133,6 +133,8 @@ def test_the_nearest_neighbour_error_scores_the_latent_distance_across_episodes(
     good = nearest_neighbour_error(faithful, xyz, episodes, goals=100)
     noise = nearest_neighbour_error(torch.rand(400, 4, 3, generator=gen), xyz, episodes, goals=100)
     assert good["nn_median_m"] < 0.25 * good["nn_random_median_m"], good
+    # L1 in the latent, Euclidean in metres: near, not always at, the closest state there is
+    assert good["nn_floor_median_m"] <= good["nn_median_m"] < 1.1 * good["nn_floor_median_m"], good
     assert noise["nn_median_m"] > 0.6 * noise["nn_random_median_m"], noise
     assert good["nn_median_m"] > 0.0  # were its own episode allowed, the goal frame itself (latent distance 0) would be
 

@@ -39,7 +39,7 @@ from envs.policies import make_policy
 from planners.actions import ActionRate, franka_delta_pose_adapter
 from planners.diagnostics import episode_plot, write_video
 from planners.episodes import Agent, PlannerAgent, PolicyAgent, run_episode
-from planners.factory import PlanConfig, build_planner, load_model, plan_settings, set_threads
+from planners.factory import PlanConfig, build_planner, load_model, plan_settings, set_threads, with_ensemble
 from planners.sim_greedy import SimGreedyAgent
 from world_model.decoder import load_decoder
 from world_model.models import model_cameras
@@ -151,6 +151,7 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
     if uses_model:
         print(f"loading the world model {config.checkpoint} ...", file=sys.stderr, flush=True)
         model, model_config, checkpoint = load_model(config.checkpoint, device)
+        model = with_ensemble(model, model_config, list(config.ensemble or []), device)
     kwargs = dict(config.env_kwargs or {})
     ours = is_franka(config.env_id)  # our Franka envs: DROID state and delta-pose actions, dataset goals
     cameras = model_cameras(model_config) if model_config else []

@@ -81,6 +81,7 @@ class PlanConfig:
     control_hz: float | None = None  # the env's control rate, for a model trained at data.fps (None: its render_fps, else 15)
     progress: bool = True  # a progress bar per episode (steps, distance, planning time) on stderr
     fixed_dims: list[int] | dict[int, float] | None = None  # action dims held at 0 (a list) or at given values
+    ensemble: list[str] = field(default_factory=list)  # more checkpoints planned together with `checkpoint`'s model
     solver: SolverConfig = field(default_factory=SolverConfig)
     mpc: MPCConfig = field(default_factory=MPCConfig)
 
@@ -185,6 +186,30 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> tu
         return model, config, checkpoint
     model, config = load_world_model(checkpoint, pick_device(device))
     return model, config, checkpoint
+
+
+def with_ensemble(model: Any, model_config: dict[str, Any], paths: list[str], device: torch.device) -> Any:
+    """`model` alone, or with the models of `paths` as one `WorldModelEnsemble` (world_model/ensemble.py): each
+    candidate is scored by every member. The members must have been trained on the same frames and actions as
+    `model` (image size, action mode); the first checkpoint's planning settings apply."""
+    if not paths:
+        return model
+    from world_model.ensemble import WorldModelEnsemble
+
+    members, keys = [model], ("image_size", "action_mode", "cameras")
+    for path in paths:
+        member, config, checkpoint = load_model(path, device)
+        differ = [k for k in keys if config.get("data", {}).get(k) != model_config.get("data", {}).get(k)]
+        if differ:
+            raise ValueError(f"ensemble member {checkpoint}: data.{differ[0]}={config.get('data', {}).get(differ[0])!r}, "
+                             f"the main checkpoint's {model_config.get('data', {}).get(differ[0])!r}: members must agree")
+        members.append(member)
+    size = int(model_config.get("data", {}).get("image_size") or 64)
+    views = getattr(model, "views", 1)
+    probe = torch.zeros(1, 1, *([views] if views > 1 else []), 3, size, size, dtype=torch.uint8, device=device)
+    with torch.no_grad():
+        widths = [int(m.encode(probe).shape[-1]) for m in members]
+    return WorldModelEnsemble(members, widths).eval()
 
 
 def model_bounds(config: dict[str, Any], fixed: dict[int, float], env: Any = None, rate: Any = None) -> Bounds:

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 import envs  # noqa: F401
 from common.cli import CONFIG_DIR
 from planners.actions import franka_delta_pose_adapter
+from planners.costs import LatentGoalCost
 from planners.diagnostics import BANNER
 from planners.episodes import PlannerAgent, run_episode
 from planners.mpc import MPCConfig, MPCPlanner
@@ -305,3 +306,25 @@ def test_the_sim_greedy_ablation_executes_its_cheapest_simulated_move_and_restor
         assert float(real) == pytest.approx(float(agent.costs.min()), abs=1e-5)
     finally:
         env.close()
+
+
+def test_an_ensemble_scores_candidates_with_every_member(tiny_lewm, tmp_path):
+    """Two copies of one model plan as that model does (the mean of equal costs); members that disagree on the
+    frames they were trained with are refused, naming the setting."""
+    from planners.factory import with_ensemble
+
+    model, config = load_world_model(tiny_lewm)
+    pair = with_ensemble(model, config, [str(tiny_lewm)], torch.device("cpu"))
+    frames = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    actions = torch.rand(5, 2, 7) * 0.1
+    with torch.no_grad():
+        z, z2 = model.encode(frames), pair.encode(frames)
+        assert z2.shape[-1] == 2 * z.shape[-1]
+        goal = z[1, -1]
+        single = LatentGoalCost(goal)(model.rollout(z[:1], actions), actions)
+        both = LatentGoalCost(torch.cat([goal, goal], -1))(pair.rollout(z2[:1], actions), actions)
+        torch.testing.assert_close(both, single)
+    other = tmp_path / "other"
+    tiny_checkpoint(other, image_size=48)
+    with pytest.raises(ValueError, match="data.image_size=48"):
+        with_ensemble(model, config, [str(other)], torch.device("cpu"))

@@ -131,15 +131,20 @@ class MPCPlanner:
             raise ValueError(f"{what}: this model sees cameras {self.cameras}; missing {missing} (got {sorted(frame)})")
         return [check_frame(frame[camera], f"{what}[{camera}]") for camera in self.cameras]
 
-    @torch.no_grad()
-    def _encode(self, frame: Frame, what: str = "frame") -> torch.Tensor:
+    def pixels(self, frame: Frame, what: str = "frame") -> torch.Tensor:
+        """One observation as the model takes it: (3, H, W) uint8, or (V, 3, H, W) with several views; checked and
+        resized to the model's image size."""
         views = []
         for image in self.views(frame, what):
             pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
             if self.image_size is not None:
                 pixels = resize_uint8(pixels[None], (self.image_size, self.image_size))[0]
             views.append(pixels)
-        pixels = views[0][None, None] if len(views) == 1 else torch.stack(views)[None, None]  # (1, 1, [V,] 3, H, W)
+        return views[0] if len(views) == 1 else torch.stack(views)
+
+    @torch.no_grad()
+    def _encode(self, frame: Frame, what: str = "frame") -> torch.Tensor:
+        pixels = self.pixels(frame, what)[None, None]  # (1, 1, [V,] 3, H, W)
         return self.model.encode(pixels.to(self.device))[0, 0]  # (N, D); V views: (V*N, D)
 
     @torch.no_grad()

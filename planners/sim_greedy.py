@@ -24,7 +24,6 @@ import mujoco
 import numpy as np
 import torch
 
-from datasets.transforms import resize_uint8
 from planners.costs import latent_distance
 from planners.mpc import MPCPlanner, PlanStep
 
@@ -77,11 +76,7 @@ class SimGreedyAgent:
             mujoco.mj_copyData(sim.data, sim.model, saved)
             sim._gripper_target = gripper
         frames.append(obs["pixels"])  # the frame now, for the diagnostics
-        pixels = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (K + 1, 3, H, W)
-        size = self.planner.image_size
-        if size is not None and pixels.shape[-2:] != (size, size):  # as the planner takes frames of another size
-            pixels = resize_uint8(pixels, (size, size))
-        pixels = pixels[:, None]  # (K + 1, 1, 3, S, S)
+        pixels = torch.stack([self.planner.pixels(frame) for frame in frames])[:, None]  # (K + 1, 1, 3, H, W)
         z = self.planner.model.encode(pixels.to(self.planner.device))  # observed, not predicted
         z, z_now = z[:-1], z[-1, 0]
         actions = torch.as_tensor(moves, dtype=torch.float32)[:, None]

@@ -173,8 +173,7 @@ def nearest_neighbour_error(tokens: torch.Tensor, xyz: torch.Tensor, episodes: t
     metres = torch.cdist(xyz[pick], xyz)  # (G, F)
     chosen = metres.gather(1, latent.argmin(1, keepdim=True))[:, 0]
     other = episodes[pick][:, None] != episodes[None, :]
-    random = torch.stack([row[mask][torch.randint(int(mask.sum()), (1,), generator=gen)][0]
-                          for row, mask in zip(metres, other)])
+    random = metres.gather(1, torch.multinomial(other.float(), 1, generator=gen))[:, 0]  # one other-episode frame each
     floor = metres.masked_fill(~other, float("inf")).min(1).values  # the closest recorded state: no cost does better
     return {"nn_median_m": float(chosen.median()), "nn_mean_m": float(chosen.mean()),
             "nn_random_median_m": float(random.median()), "nn_floor_median_m": float(floor.median()),

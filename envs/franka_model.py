@@ -51,10 +51,13 @@ SUBSTEPS = 16  # physics steps per control step: timestep = 1 / (15 * 16) s
 #: "wide": like DROID's left exterior camera, front-left about a metre away, the whole reachable workspace in view
 #: (the reach task; a 5 cm cube is 2-3 pixels wide at 64 px). "table": closer and narrower, framed on the table
 #: region where objects are pushed, grasped and placed, so gripper, object and goal region fill the image
-#: (the V-JEPA 2 maintainers' advice for real robots); the cube is ~4 px at 64 px, ~9 px at 128 px.
+#: (the V-JEPA 2 maintainers' advice for real robots); the cube is ~4 px at 64 px, ~9 px at 128 px. "reach": the
+#: wide camera's place with a narrower lens aimed at the reach task's goal box (FrankaReachEnv.GOAL_LOW/HIGH, the hand
+#: at its top corners still in view): ~1.4 x the pixels per centimetre at the same image size, for the 2 cm reach.
 CAMERA_VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], float]] = {
     "wide": ((1.25, 0.7, 0.85), (0.45, 0.0, 0.2), 55.0),
     "table": ((1.0, 0.6, 0.7), (0.5, 0.0, 0.1), 45.0),
+    "reach": ((1.25, 0.7, 0.85), (0.5, 0.0, 0.27), 40.0),
 }
 FLOOR_Z = -0.75  # the floor under the table: catches a cube that leaves the table (the cube only)
 PLATFORM_HALF = (0.05, 0.05, 0.03)  # the raised placing platform of the pick-and-place task (top at 0.06 m)

@@ -205,3 +205,48 @@ def test_larger_frames_and_the_table_view(size):
         env.close()
     with pytest.raises(ValueError, match="camera_view"):
         gym.make("FrankaReach-v0", camera_view="ceiling")
+
+
+def _gripper_mask(env, camera_view: str, corner: np.ndarray, parts=("hand", "left_finger", "right_finger")) -> np.ndarray:
+    """(96, 96) bool: the pixels of the gripper's `parts` (bodies), the arm placed by IK at `corner`, from a
+    segmentation render of `camera_view`."""
+    import mujoco
+
+    from envs.franka_model import EXTERIOR_CAMERA, scene_xml
+
+    u = env.unwrapped
+    model = mujoco.MjModel.from_xml_string(scene_xml(camera_view=camera_view))
+    data = mujoco.MjData(model)
+    data.qpos[:] = u.data.qpos
+    u.goal_pos = corner
+    u._goal_configuration(data)
+    mujoco.mj_forward(model, data)
+    renderer = mujoco.Renderer(model, 96, 96)
+    try:
+        renderer.enable_segmentation_rendering()
+        renderer.update_scene(data, camera=EXTERIOR_CAMERA)
+        seg = renderer.render()
+    finally:
+        renderer.close()
+    gripper = [model.body(name).id for name in parts]
+    is_geom = seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM
+    return is_geom & np.isin(model.geom_bodyid[np.where(is_geom, seg[..., 0], 0)], gripper)
+
+
+def test_the_reach_view_keeps_the_gripper_in_frame_and_magnifies_it(reach):
+    """The "reach" camera view sees the fingers whole (clear of the image border) and the hand with the TCP at every
+    corner of the goal box -- a view that crops them makes those goals unreadable from pixels -- and gives the gripper
+    more pixels than the wide view. (At the top corner nearest the camera the hand's top touches the border.)"""
+    import itertools
+
+    u = reach.unwrapped
+    reach.reset(seed=0)
+    gains = []
+    for bits in itertools.product([0, 1], repeat=3):
+        corner = np.where(bits, u.GOAL_HIGH, u.GOAL_LOW)
+        fingers = _gripper_mask(reach, "reach", corner, ("left_finger", "right_finger"))
+        border = np.concatenate([fingers[0], fingers[-1], fingers[:, 0], fingers[:, -1]])
+        mask = _gripper_mask(reach, "reach", corner)
+        assert fingers.sum() > 10 and mask.sum() > 80 and not border.any(), (corner, int(mask.sum()), int(border.sum()))
+        gains.append(mask.sum() / _gripper_mask(reach, "wide", corner).sum())
+    assert min(gains) > 1.5, gains  # ~1.4 x per centimetre: ~2 x the area

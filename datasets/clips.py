@@ -53,6 +53,7 @@ class _Episode:
     path: Path
     length: int
     control_hz: float
+    camera_view: str | None = None  # the exterior camera's framing it was recorded with (our Franka envs)
     frameskip: int = 1
     num_windows: int = 0
 
@@ -149,17 +150,25 @@ class ClipDataset(Dataset):
         if self.index is not None:
             entries = {e["file"]: e for e in self.index["episodes"]}
             files = sorted(entries) if split == "all" else self.index["split"][split]
-            return [_Episode(self.root / f, int(entries[f]["length"]), float(entries[f]["control_hz"])) for f in files]
+            return [_Episode(self.root / f, int(entries[f]["length"]), float(entries[f]["control_hz"]),
+                             entries[f].get("camera_view")) for f in files]
         found: dict[str, _Episode] = {}
         for path in require_episodes(self.root):
             try:
                 with EpisodeReader(path) as reader:
-                    found[path.relative_to(self.root).as_posix()] = _Episode(path, len(reader), reader.control_hz)
+                    found[path.relative_to(self.root).as_posix()] = _Episode(
+                        path, len(reader), reader.control_hz, str(reader.attrs.get("camera_view", "")) or None)
             except EpisodeError as err:
                 self._corrupt(err)
                 self._unreadable.append(path)
         files = sorted(found) if split == "all" else split_episodes(sorted(found), val_fraction, seed)[split]
         return [found[f] for f in files]
+
+    @property
+    def camera_view(self) -> str | None:
+        """The exterior camera framing every episode was recorded with, or None (not recorded, or mixed)."""
+        views = {ep.camera_view for ep in self.episodes}
+        return views.pop() if len(views) == 1 else None
 
     # -- sizes ---------------------------------------------------------------
     def __len__(self) -> int:

@@ -5,7 +5,8 @@ planner (CEM by default) over the model's latent space, or a baseline agent (`ag
 prints one line per episode and a summary, writes one MP4 per episode (observed frames beside the goal
 image), and ends with a JSON line holding `success_rate`, `mean_final_distance` and
 `mean_plan_seconds_per_step`. Hydra stops at `main()`: below it, a `PlanConfig`. A checkpoint that sees the wrist
-camera (`data.cameras` in its config.json) makes our Franka envs with `wrist_camera=True` unless `env_kwargs` says.
+camera (`data.cameras` in its config.json) makes our Franka envs with `wrist_camera=True`, and one trained on frames of
+another exterior framing (`data.camera_view`, recorded by collection) makes them in that view, unless `env_kwargs` says.
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         kwargs.setdefault("image_size", model_config.get("data", {}).get("image_size", 64) if model_config else 64)
     if ours and WRIST_CAMERA in cameras:
         kwargs.setdefault("wrist_camera", True)  # the checkpoint sees the wrist camera
+    view = model_config.get("data", {}).get("camera_view") if model_config else None
+    if ours and view:
+        kwargs.setdefault("camera_view", view)  # the framing the model's frames were recorded with
     if not ours:
         kwargs.setdefault("render_mode", "rgb_array")
     env = make_env(config, kwargs)

@@ -164,6 +164,9 @@ class _Collector:
         self.policy = make_policy(self.policy_name, cfg.expert_noise, cfg.expert_weight, cfg.segment, cfg.theta, cfg.sigma)
         self.max_steps = cfg.max_steps or (self.env.spec.max_episode_steps if self.env.spec else None) or 100
         self.control_hz = cfg.control_hz or float(self.env.metadata.get("render_fps") or CONTROL_HZ)
+        # the exterior camera's framing (our Franka envs): a model trained on these frames plans in the same view
+        view = getattr(self.env.unwrapped, "camera_view", None) if self.ours else None
+        self.scene_attrs = {"camera_view": view} if view else {}
 
     def _images(self, obs: Any) -> dict[str, np.ndarray]:
         """Exterior frame under `cfg.camera`, plus `wrist_left` when the observation has `wrist_pixels`."""
@@ -201,7 +204,8 @@ class _Collector:
         with EpisodeWriter(path, cameras=list(images), control_hz=self.control_hz, task=task,
                            action_space=CARTESIAN_DELTA_ACTION if self.ours else cfg.action_name,
                            robot_type="franka_panda_sim" if self.ours else cfg.env_id,
-                           attrs={"env_id": cfg.env_id, "seed": seed, "policy": self.policy_name}) as writer:
+                           attrs={"env_id": cfg.env_id, "seed": seed, "policy": self.policy_name,
+                                  **self.scene_attrs}) as writer:
             for step in range(self.max_steps):
                 images = images if step == 0 else self._images(obs)
                 action = np.asarray(self.policy(obs))

@@ -176,3 +176,48 @@ def test_preview_writes_a_playable_video(tmp_path, suffix):
     out = write_preview(episode, tmp_path / f"ep{suffix}", scale=2)
     frames = imageio.mimread(out)
     assert len(frames) == 12 and frames[0].shape[:2] == (128, 128)
+
+
+def test_the_camera_view_travels_from_collection_through_training_to_planning(tmp_path, monkeypatch):
+    """Frames of the "reach" framing: collection records the view, training writes it into the checkpoint, and the
+    planner makes the env in that view with no env_kwargs (a model fed another framing fails silently); an explicit
+    env_kwargs.camera_view still wins."""
+    import json
+
+    import planners.cem_goal as cem_goal
+    from planners.factory import PlanConfig, SolverConfig
+    from planners.mpc import MPCConfig
+    from world_model.train import train, train_config
+
+    data = tmp_path / "data"
+    collect(CollectConfig(out=str(data), num_episodes=3, max_steps=8, workers=1,
+                          env_kwargs={"image_size": 32, "camera_view": "reach"}), progress=False)
+    with EpisodeReader(data / "episode_000000.h5") as ep:
+        assert ep.attrs["camera_view"] == "reach"
+    assert {e["camera_view"] for e in load_index(data)["episodes"]} == {"reach"}
+    encoder = {"img_size": 32, "patch_size": 8, "width": 32, "depth": 1, "num_heads": 2, "embed_dim": 16,
+               "projector_hidden": 32}
+    predictor = {"width": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "max_frames": 8}
+    train(train_config({"model": {"family": "lewm", "history": 2, "encoder": encoder, "predictor": predictor,
+                                  "sigreg_projections": 16},
+                        "data": {"root": str(data), "image_size": 32}, "out": str(tmp_path / "run"),
+                        "optim": {"steps": 2, "batch_size": 4, "warmup": 1, "decay": 1}, "progress": False,
+                        "val_batches": 1, "batchnorm_batches": 1, "seed": 0}))
+    checkpoint = tmp_path / "run" / "checkpoints" / "last"
+    assert json.loads((checkpoint / "config.json").read_text())["data"]["camera_view"] == "reach"
+
+    made = []
+    original = cem_goal.make_env
+
+    def spy(config, kwargs):
+        env = original(config, kwargs)
+        made.append(env.unwrapped.camera_view)
+        return env
+
+    monkeypatch.setattr(cem_goal, "make_env", spy)
+    settings = dict(checkpoint=str(checkpoint), env_id="FrankaReach-v0", episodes=1, max_steps=1, video_dir=None,
+                    progress=False, threads=1, solver=SolverConfig(name="icem", samples=8, elites=2, iterations=1),
+                    mpc=MPCConfig(horizon=1, readout_weight=None))
+    cem_goal.evaluate(PlanConfig(**settings))
+    cem_goal.evaluate(PlanConfig(**settings, env_kwargs={"camera_view": "wide"}))
+    assert made == ["reach", "wide"]

@@ -152,9 +152,12 @@ def _feature_cache(config: TrainConfig, rank: int) -> Any:
         return None
 
 
-def initial_model(config: TrainConfig, action_dim: int) -> tuple[WorldModel, dict[str, Any]]:
-    """(the model a run starts from, its config.json): built from the settings, pretrained parts loaded."""
+def initial_model(config: TrainConfig, action_dim: int, camera_view: str | None = None) -> tuple[WorldModel, dict[str, Any]]:
+    """(the model a run starts from, its config.json): built from the settings, pretrained parts loaded.
+    `camera_view`: the framing the data was recorded with, carried so that planners make the env in that view."""
     model_config = {**config.model.to_config(action_dim), "data": data_config(config.data)}
+    if camera_view:
+        model_config["data"]["camera_view"] = camera_view
     if config.planning:
         model_config["planning"] = dict(config.planning)
     model = build_model(model_config)
@@ -219,7 +222,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     val_clips = _clips(config.data, "val", frames, load_frames=cache is None)
     train_set = CachedFeatureClips(train_clips, cache) if cache else train_clips
     val_set = CachedFeatureClips(val_clips, cache) if cache else val_clips
-    model, model_config = initial_model(config, train_clips.action_dim)
+    model, model_config = initial_model(config, train_clips.action_dim, train_clips.camera_view)
     if model.readout is not None and not train_clips.has_pose:
         raise ValueError(f"model.readout_weight > 0 trains a readout of the robot pose (states {list(model.readout.dims)}), "
                          f"which {config.data.root} lacks (its episodes hold only observation/env_state: collected "

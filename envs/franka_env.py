@@ -51,6 +51,8 @@ from envs.franka_model import (
 WORKSPACE_LOW = np.array(franka_model.ENV_TARGET_LOW)
 WORKSPACE_HIGH = np.array(franka_model.ENV_TARGET_HIGH)
 _LIMIT_MARGIN = 0.02  # rad kept clear of each joint limit by the IK
+DOWN = np.eye(3)  # TCP orientation with the gripper pointing down (see envs.franka_model): every task's goal pose
+START_IK_ITERATIONS = 30
 
 
 class FrankaEnv(gym.Env):
@@ -71,6 +73,7 @@ class FrankaEnv(gym.Env):
         platform: bool = False,
         camera_view: str = "wide",
         wide_fingers: bool = False,
+        start_down: bool = False,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -80,6 +83,9 @@ class FrankaEnv(gym.Env):
         self.wrist_camera = wrist_camera
         self.success_threshold = success_threshold
         self.ik_iterations = ik_iterations
+        # start with the gripper pointing down, as in every goal image (posture and position still random): the
+        # default start tilts it by up to ~25 degrees, so a planner that holds rotations cannot match the goal image
+        self.start_down = start_down
 
         self.camera_view = camera_view
         self.model = mujoco.MjModel.from_xml_string(scene_xml(cube=cube, goal_marker=goal_marker, wrist_camera=wrist_camera,
@@ -177,6 +183,8 @@ class FrankaEnv(gym.Env):
         self._goal_qpos = None if options.get("goal_arm_qpos") is None else \
             self._checked_qpos(options["goal_arm_qpos"], "goal_arm_qpos")
         q = np.clip(q, self._limits[:, 0] + _LIMIT_MARGIN, self._limits[:, 1] - _LIMIT_MARGIN)
+        if self.start_down and options.get("arm_qpos") is None:
+            q = self._pointing_down(q)
         self.data.qpos[self._arm_qpos] = q
         self.data.qpos[self._finger_qpos] = FINGER_OPEN
         self.data.ctrl[: len(ARM_JOINTS)] = q
@@ -187,6 +195,14 @@ class FrankaEnv(gym.Env):
         self._make_goal()
         obs = self._observation()
         return obs, self._info(goal=True)
+
+    def _pointing_down(self, q: np.ndarray) -> np.ndarray:
+        """`q` turned so the gripper points down, the TCP where `q` puts it."""
+        d = self._scratch
+        d.qpos[:] = self.data.qpos
+        d.qpos[self._arm_qpos] = q
+        mujoco.mj_kinematics(self.model, d)
+        return self.solve_ik(d.site_xpos[self._tcp].copy(), DOWN, q, START_IK_ITERATIONS)
 
     def _checked_qpos(self, value: Any, name: str) -> np.ndarray:
         q = np.asarray(value, dtype=np.float64)

@@ -10,10 +10,9 @@ import numpy as np
 
 from common.droid import ACTION_DIM, MAX_DELTA_POS, MAX_DELTA_ROT
 from common.rotations import euler_xyz_to_matrix, matrix_to_euler_xyz
-from envs.franka_env import FrankaEnv
+from envs.franka_env import DOWN, FrankaEnv
 from envs.franka_model import FINGER_OPEN, PLATFORM_HALF
 
-DOWN = np.eye(3)  # TCP orientation with the gripper pointing down (see envs.franka_model)
 GOAL_IK_ITERATIONS = 150
 
 

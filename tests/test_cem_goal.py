@@ -328,3 +328,29 @@ def test_an_ensemble_scores_candidates_with_every_member(tiny_lewm, tmp_path):
     tiny_checkpoint(other, image_size=48)
     with pytest.raises(ValueError, match="data.image_size=48"):
         with_ensemble(model, config, [str(other)], torch.device("cpu"))
+
+
+def test_the_shipped_precise_reach_model_plans_its_own_task_with_no_arguments(monkeypatch):
+    """checkpoints/reach_precise carries its task: FrankaReachPrecise-v0 at 96 px in the "reach" view with the gripper
+    starting down, iCEM at horizon 5; with nothing else given it plans there and heads for the goal (a random policy
+    ends ~0.43 m away)."""
+    import planners.cem_goal as cem_goal
+    from planners.factory import PlanConfig, SolverConfig, checkpoint_planning, merge_planning
+
+    made = []
+    original = cem_goal.make_env
+
+    def spy(config, kwargs):
+        env = original(config, kwargs)
+        u = env.unwrapped
+        made.append((config.env_id, u.camera_view, u.start_down, u.image_size, config.mpc.horizon))
+        return env
+
+    monkeypatch.setattr(cem_goal, "make_env", spy)
+    checkpoint = str(ROOT / "checkpoints" / "reach_precise")
+    raw = merge_planning({"checkpoint": checkpoint}, checkpoint_planning(checkpoint))
+    raw.update(episodes=1, max_steps=12, video_dir=None, progress=False, threads=1,
+               solver=SolverConfig(**raw["solver"]), mpc=MPCConfig(**raw["mpc"]))
+    summary = cem_goal.evaluate(PlanConfig(**raw))
+    assert made == [("FrankaReachPrecise-v0", "reach", True, (96, 96), 5)]
+    assert summary["mean_final_distance"] < 0.1

@@ -250,3 +250,27 @@ def test_the_reach_view_keeps_the_gripper_in_frame_and_magnifies_it(reach):
         assert fingers.sum() > 10 and mask.sum() > 80 and not border.any(), (corner, int(mask.sum()), int(border.sum()))
         gains.append(mask.sum() / _gripper_mask(reach, "wide", corner).sum())
     assert min(gains) > 1.5, gains  # ~1.4 x per centimetre: ~2 x the area
+
+
+def test_start_down_turns_only_the_gripper():
+    """`start_down=True`: the gripper starts pointing down like the goal image (the default start tilts it by up to
+    ~25 degrees, which a planner that holds rotations can never undo), the TCP where the random start puts it and the
+    goal unchanged."""
+    from common.rotations import rotation_vector
+    from envs.franka_env import DOWN
+
+    tilted, down = gym.make("FrankaReachPrecise-v0"), gym.make("FrankaReachPrecise-v0", start_down=True)
+    try:
+        tilts = []
+        for seed in range(8):
+            tilted.reset(seed=seed)
+            down.reset(seed=seed)
+            (p0, r0), (p1, r1) = tilted.unwrapped.tcp_pose(), down.unwrapped.tcp_pose()
+            tilts.append(np.degrees(np.linalg.norm(rotation_vector(DOWN @ r0.T))))
+            assert np.degrees(np.linalg.norm(rotation_vector(DOWN @ r1.T))) < 0.5
+            assert np.linalg.norm(p1 - p0) < 0.005
+            np.testing.assert_array_equal(tilted.unwrapped.goal_pos, down.unwrapped.goal_pos)
+        assert max(tilts) > 10.0  # the default start really is tilted
+    finally:
+        tilted.close()
+        down.close()

@@ -156,8 +156,8 @@ class ClipDataset(Dataset):
         for path in require_episodes(self.root):
             try:
                 with EpisodeReader(path) as reader:
-                    found[path.relative_to(self.root).as_posix()] = _Episode(
-                        path, len(reader), reader.control_hz, str(reader.attrs.get("camera_view", "")) or None)
+                    found[path.relative_to(self.root).as_posix()] = _Episode(path, len(reader), reader.control_hz,
+                                                                             reader.camera_view)
             except EpisodeError as err:
                 self._corrupt(err)
                 self._unreadable.append(path)

@@ -96,7 +96,7 @@ def build_index(
                     "action_keys": ep.action_keys,
                     "success": bool(attrs.get("success", False)),
                     "task": str(attrs.get("task", "")),
-                    "camera_view": str(attrs.get("camera_view", "")) or None,
+                    "camera_view": ep.camera_view,
                     "bytes": path.stat().st_size,
                 }
                 if not ep.has_pose:  # an env without a robot pose: statistics of its own state vector

@@ -69,6 +69,11 @@ class EpisodeReader:
         return {k: plain_attribute(v) for k, v in self.file.attrs.items()}
 
     @property
+    def camera_view(self) -> str | None:
+        """The exterior camera framing the episode was recorded with (our Franka envs' `camera_view`), or None."""
+        return str(self.file.attrs.get("camera_view", "")) or None
+
+    @property
     def control_hz(self) -> float:
         hz = self.file.attrs.get("control_hz")
         if hz is None:

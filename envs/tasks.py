@@ -118,18 +118,20 @@ class FrankaPushEnv(FrankaEnv):
         return [self._arm_at(np.array([*behind, z])) for z in (0.1, self.PUSH_Z)]
 
     def _arm_at(self, tcp: np.ndarray) -> Callable[[mujoco.MjData], None]:
-        """A configuration that puts the TCP at `tcp`, gripper down (the rest of the scene as it is)."""
+        """A configuration that puts the TCP at `tcp`, gripper down, fingers closed as the expert pushes (the rest
+        of the scene as it is)."""
         q = self.solve_ik(tcp, DOWN, self._home, GOAL_IK_ITERATIONS)
 
         def configure(data: mujoco.MjData) -> None:
             data.qpos[self._arm_qpos] = q
+            data.qpos[self._finger_qpos] = 0.0
         return configure
 
     def _goal_configuration(self, data: mujoco.MjData) -> None:
+        """The cube at the goal, the arm behind it where the expert's push ends: at pushing height, fingers closed."""
         _, direction = self._push_direction()
         self._place_cube(data, self.goal_pos, 0.0)
-        behind = np.array([*(self.goal_pos - direction * (self.HALF + 0.03)), self.PUSH_Z + 0.03])
-        data.qpos[self._arm_qpos] = self.solve_ik(behind, DOWN, self._home, GOAL_IK_ITERATIONS)
+        self._arm_at(np.array([*(self.goal_pos - direction * (self.HALF + 0.03)), self.PUSH_Z]))(data)
 
     def task_distance(self) -> float:
         return float(np.linalg.norm(self.cube_xy() - self.goal_pos))

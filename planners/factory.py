@@ -80,14 +80,16 @@ class PlanConfig:
     subgoals: bool = False  # plan through the env's sub-goal images (info["subgoal_images"]) before the goal
     control_hz: float | None = None  # the env's control rate, for a model trained at data.fps (None: its render_fps, else 15)
     progress: bool = True  # a progress bar per episode (steps, distance, planning time) on stderr
-    fixed_dims: list[int] | dict[int, float] | None = None  # action dims held at 0 (a list) or at given values
+    # action dims held at 0 (a list) or at given values (a dict; a null value plans that dim, so an experiment preset
+    # can free a dim its base preset holds: hydra merges a preset's dict into its base's, key by key)
+    fixed_dims: list[int] | dict[int, float | None] | None = None
     ensemble: list[str] = field(default_factory=list)  # more checkpoints planned together with `checkpoint`'s model
     solver: SolverConfig = field(default_factory=SolverConfig)
     mpc: MPCConfig = field(default_factory=MPCConfig)
 
     def fixed(self) -> dict[int, float]:
         if isinstance(self.fixed_dims, dict):
-            return {int(k): float(v) for k, v in self.fixed_dims.items()}
+            return {int(k): float(v) for k, v in self.fixed_dims.items() if v is not None}
         return {int(d): 0.0 for d in self.fixed_dims or ()}
 
 

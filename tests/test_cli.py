@@ -107,3 +107,18 @@ def test_fixed_dims_on_the_command_line_replaces_the_default(value, fixed):
         train = compose("train", overrides=overrides)
     assert build_config(PlanConfig, {"fixed_dims": OmegaConf.to_container(train.planning)["fixed_dims"]}).fixed() == fixed
     assert replacing_overrides("train", ["planning.fixed_dims={}"]) == ["planning.fixed_dims={}"]  # no such key: hydra says so
+
+
+@pytest.mark.parametrize("experiment,fixed", [
+    ("franka_lewm", {3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0}),      # reach: rotations and gripper held
+    ("pickplace_lewm", {3: 0.0, 4: 0.0}),                   # its base's yaw and gripper freed by null
+    ("push_lewm", {3: 0.0, 4: 0.0, 5: 0.0, 6: 1.0}),        # fingers held closed
+])
+def test_a_preset_changes_single_held_dims_of_its_base(experiment, fixed):
+    """Presets merge their `planning.fixed_dims` dict into their base's: a value changes a dim, null frees it."""
+    from common.config import build_config
+    from planners.factory import PlanConfig
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        train = compose("train", overrides=[f"experiment={experiment}", "data.root=x"])
+    assert build_config(PlanConfig, {"fixed_dims": OmegaConf.to_container(train.planning)["fixed_dims"]}).fixed() == fixed

@@ -170,7 +170,7 @@ def test_a_cube_flicked_off_the_table_lands_on_the_floor():
         env.close()
 
 
-def test_push_subgoals_are_the_experts_approach_behind_the_cube():
+def test_push_subgoals_and_goal_are_the_experts_approach_and_end():
     import mujoco
 
     env = gym.make("FrankaPush-v0", image_size=48)
@@ -190,6 +190,10 @@ def test_push_subgoals_are_the_experts_approach_behind_the_cube():
             tcp = u.tcp_pose(scratch)[0]
             np.testing.assert_allclose(tcp, [*(start - direction * (u.HALF + 0.035)), z], atol=0.01)
             np.testing.assert_allclose(u.cube_xy(scratch), start)  # the cube is still where it starts
+            assert u.state(scratch)[6] > 0.99  # fingers closed, as the expert pushes
+        goal_state = info["goal_state"]  # the arm where the expert's push ends: behind the goal, at pushing height
+        np.testing.assert_allclose(goal_state[:3], [*(goal - direction * (u.HALF + 0.03)), u.PUSH_Z], atol=0.01)
+        assert goal_state[6] > 0.99
     finally:
         env.close()
 

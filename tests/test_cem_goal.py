@@ -356,6 +356,38 @@ def test_the_shipped_precise_reach_model_plans_its_own_task_with_no_arguments(mo
     assert summary["mean_final_distance"] < 0.1
 
 
+def test_the_shipped_push_model_pushes_the_cube_with_no_arguments(monkeypatch):
+    """checkpoints/push_default carries its task: FrankaPush-v0 at 96 px with the gripper starting down, the push
+    sub-goals and the fingers held closed; with nothing else given it plans there and pushes the cube toward its goal
+    (a random policy leaves it where it lies: 0.154 m from the goal at the end, about where it starts; README)."""
+    import planners.cem_goal as cem_goal
+    from common.seeding import evaluation_seed
+    from planners.factory import PlanConfig, SolverConfig, checkpoint_planning, merge_planning
+
+    made = []
+    original = cem_goal.make_env
+
+    def spy(config, kwargs):
+        env = original(config, kwargs)
+        u = env.unwrapped
+        made.append((config.env_id, u.start_down, u.image_size, config.subgoals, config.fixed()))
+        return env
+
+    monkeypatch.setattr(cem_goal, "make_env", spy)
+    checkpoint = str(ROOT / "checkpoints" / "push_default")
+    raw = merge_planning({"checkpoint": checkpoint}, checkpoint_planning(checkpoint))
+    raw.update(episodes=3, max_steps=30, video_dir=None, progress=False, threads=1,
+               solver=SolverConfig(**raw["solver"]), mpc=MPCConfig(**raw["mpc"]))
+    summary = cem_goal.evaluate(PlanConfig(**raw))
+    assert made == [("FrankaPush-v0", True, (96, 96), True, {3: 0.0, 4: 0.0, 5: 0.0, 6: 1.0})]
+    env = gym.make("FrankaPush-v0", image_size=48)
+    try:
+        starts = [env.reset(seed=evaluation_seed(0, i)) and env.unwrapped.task_distance() for i in range(3)]
+    finally:
+        env.close()
+    assert summary["mean_final_distance"] < np.mean(starts) - 0.02, (starts, summary)
+
+
 def test_a_tilted_gripper_keeps_the_goal_image_out_of_reach():
     """Why precise reach needs `start_down` (README): with the rotations held, as the reach planners hold them, the
     arm brought exactly onto the goal position from the default tilted start still looks far from the goal image to

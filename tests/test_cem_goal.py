@@ -330,10 +330,9 @@ def test_an_ensemble_scores_candidates_with_every_member(tiny_lewm, tmp_path):
         with_ensemble(model, config, [str(other)], torch.device("cpu"))
 
 
-def test_the_shipped_precise_reach_model_plans_its_own_task_with_no_arguments(monkeypatch):
-    """checkpoints/reach_precise carries its task: FrankaReachPrecise-v0 at 96 px in the "reach" view with the gripper
-    starting down, iCEM at horizon 5; with nothing else given it plans there and heads for the goal (a random policy
-    ends ~0.43 m away)."""
+def _plan_shipped(monkeypatch, name: str, **settings) -> tuple[list, dict]:
+    """Plan with checkpoints/<name> and only its own planning settings (plus `settings`): (the envs cem_goal made,
+    each as (config, unwrapped env), the summary)."""
     import planners.cem_goal as cem_goal
     from planners.factory import PlanConfig, SolverConfig, checkpoint_planning, merge_planning
 
@@ -342,17 +341,24 @@ def test_the_shipped_precise_reach_model_plans_its_own_task_with_no_arguments(mo
 
     def spy(config, kwargs):
         env = original(config, kwargs)
-        u = env.unwrapped
-        made.append((config.env_id, u.camera_view, u.start_down, u.image_size, config.mpc.horizon))
+        made.append((config, env.unwrapped))
         return env
 
     monkeypatch.setattr(cem_goal, "make_env", spy)
-    checkpoint = str(ROOT / "checkpoints" / "reach_precise")
+    checkpoint = str(ROOT / "checkpoints" / name)
     raw = merge_planning({"checkpoint": checkpoint}, checkpoint_planning(checkpoint))
-    raw.update(episodes=1, max_steps=12, video_dir=None, progress=False, threads=1,
-               solver=SolverConfig(**raw["solver"]), mpc=MPCConfig(**raw["mpc"]))
-    summary = cem_goal.evaluate(PlanConfig(**raw))
-    assert made == [("FrankaReachPrecise-v0", "reach", True, (96, 96), 5)]
+    raw.update(video_dir=None, progress=False, threads=1, solver=SolverConfig(**raw["solver"]),
+               mpc=MPCConfig(**raw["mpc"]), **settings)
+    return made, cem_goal.evaluate(PlanConfig(**raw))
+
+
+def test_the_shipped_precise_reach_model_plans_its_own_task_with_no_arguments(monkeypatch):
+    """checkpoints/reach_precise carries its task: FrankaReachPrecise-v0 at 96 px in the "reach" view with the gripper
+    starting down, iCEM at horizon 5; with nothing else given it plans there and heads for the goal (a random policy
+    ends ~0.43 m away)."""
+    made, summary = _plan_shipped(monkeypatch, "reach_precise", episodes=1, max_steps=12)
+    assert [(c.env_id, u.camera_view, u.start_down, u.image_size, c.mpc.horizon) for c, u in made] == \
+        [("FrankaReachPrecise-v0", "reach", True, (96, 96), 5)]
     assert summary["mean_final_distance"] < 0.1
 
 
@@ -360,26 +366,11 @@ def test_the_shipped_push_model_pushes_the_cube_with_no_arguments(monkeypatch):
     """checkpoints/push_default carries its task: FrankaPush-v0 at 96 px with the gripper starting down, the push
     sub-goals and the fingers held closed; with nothing else given it plans there and pushes the cube toward its goal
     (a random policy leaves it where it lies: 0.154 m from the goal at the end, about where it starts; README)."""
-    import planners.cem_goal as cem_goal
     from common.seeding import evaluation_seed
-    from planners.factory import PlanConfig, SolverConfig, checkpoint_planning, merge_planning
 
-    made = []
-    original = cem_goal.make_env
-
-    def spy(config, kwargs):
-        env = original(config, kwargs)
-        u = env.unwrapped
-        made.append((config.env_id, u.start_down, u.image_size, config.subgoals, config.fixed()))
-        return env
-
-    monkeypatch.setattr(cem_goal, "make_env", spy)
-    checkpoint = str(ROOT / "checkpoints" / "push_default")
-    raw = merge_planning({"checkpoint": checkpoint}, checkpoint_planning(checkpoint))
-    raw.update(episodes=3, max_steps=30, video_dir=None, progress=False, threads=1,
-               solver=SolverConfig(**raw["solver"]), mpc=MPCConfig(**raw["mpc"]))
-    summary = cem_goal.evaluate(PlanConfig(**raw))
-    assert made == [("FrankaPush-v0", True, (96, 96), True, {3: 0.0, 4: 0.0, 5: 0.0, 6: 1.0})]
+    made, summary = _plan_shipped(monkeypatch, "push_default", episodes=3, max_steps=30)
+    assert [(c.env_id, u.start_down, u.image_size, c.subgoals, c.fixed()) for c, u in made] == \
+        [("FrankaPush-v0", True, (96, 96), True, {3: 0.0, 4: 0.0, 5: 0.0, 6: 1.0})]
     env = gym.make("FrankaPush-v0", image_size=48)
     try:
         starts = [env.reset(seed=evaluation_seed(0, i)) and env.unwrapped.task_distance() for i in range(3)]

@@ -136,15 +136,29 @@ def test_manipulation_goals_never_start_solved(env_id):
 
 
 def test_pick_and_place_renders_its_subgoals_and_needs_a_release():
+    import mujoco
+
     env = gym.make("FrankaPickPlace-v0", image_size=48)
     try:
         obs, info = env.reset(seed=3)
-        grasped, carried = info["subgoal_images"]
-        images = [obs["pixels"], grasped, carried, info["goal_image"]]
+        above, around, grasped, carried = info["subgoal_images"]
+        images = [obs["pixels"], above, around, grasped, carried, info["goal_image"]]
         assert all(image.shape == (48, 48, 3) and image.dtype == np.uint8 for image in images)
-        for a, b in zip(images, images[1:]):  # every stage looks different from the one before
-            assert np.abs(a.astype(int) - b).mean() > 1.0
+        change = [np.abs(a.astype(int) - b).mean() for a, b in zip(images, images[1:])]
+        # every stage looks different from the one before; closing on the cube changes only the fingers' pixels
+        # (the planner tells those two apart by its gripper readout)
+        assert min(change[:2] + change[3:]) > 1.0 and change[2] > 0.0
         u = env.unwrapped
+        cube = u.cube_pos()
+        scratch = mujoco.MjData(u.model)
+        wanted = [(cube + [0, 0, u.APPROACH_HEIGHT], False), (cube, False), (cube, True)]  # the expert's approach
+        for configure, (tcp, closed) in zip(u._subgoal_configurations(), wanted):
+            scratch.qpos[:] = u.data.qpos
+            configure(scratch)
+            mujoco.mj_forward(u.model, scratch)
+            np.testing.assert_allclose(u.tcp_pose(scratch)[0], tcp, atol=0.01)
+            np.testing.assert_allclose(u.cube_pos(scratch), cube, atol=1e-6)  # the cube still where it lies
+            assert (u.state(scratch)[6] > 0.3) == closed
         assert u.is_success(0.0) == (u.state()[6] < u.RELEASED)  # at the goal, released: done
         u.data.qpos[u._finger_qpos] = u.GRASP_Q  # at the goal but still holding: not done
         assert not u.is_success(0.0)

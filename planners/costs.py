@@ -3,13 +3,14 @@
 `rollout_cost(model, z_context, terms, ...)` returns `cost(actions (K, H, A)) -> (K,)`: it rolls the world
 model out for all K candidates in one batched call per step (the model's `rollout`) and adds the terms.
 Terms: `LatentGoalCost` (distance between predicted and goal latents), `ReadoutGoalCost` (the model's
-state readout of predicted vs goal latents, in metres), `StateGoalCost` (the true goal state: oracle
+state readout of predicted vs goal latents, in metres; `readout_scale` turns other units, such as a yaw in radians,
+into metres), `StateGoalCost` (the true goal state: oracle
 checks only). Each reduces over the horizon itself (its last step, or the sum).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -51,15 +52,41 @@ class LatentGoalCost:
         return over_horizon(latent_distance(pred, self.goal, self.metric), self.final_only)
 
 
+def readout_scale(readout_dims: Sequence[int] | None, scale: Mapping[int, float] | None) -> torch.Tensor | None:
+    """Per readout output, the factor that turns its unit into metres (`scale`: state dim -> factor, 1 for the
+    dims it leaves out; e.g. {5: 0.2}: a yaw error of 0.1 rad counts as 2 cm). None when there is nothing to scale.
+    A state dim the readout does not read is an error naming the dims it reads."""
+    if not scale:
+        return None
+    if readout_dims is None:
+        raise ValueError("mpc.readout_scale needs a checkpoint with a state readout (trained with model.readout_weight > 0)")
+    dims = [int(d) for d in readout_dims]
+    missing = sorted(int(d) for d in scale if int(d) not in dims)
+    if missing:
+        raise ValueError(f"mpc.readout_scale names state dim(s) {missing}, which the model's readout does not read "
+                         f"(it reads {dims}; train with model.readout_dims including them)")
+    factors = {int(d): float(f) for d, f in scale.items()}
+    return torch.tensor([factors.get(d, 1.0) for d in dims], dtype=torch.float32)
+
+
+def readout_gap(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Euclidean distance over the last axis between two readouts (..., R), each output times its `scale`: the one
+    distance both the readout cost and the sub-goal switch use."""
+    diff = a - b
+    return (diff if scale is None else diff * scale.to(diff)).norm(dim=-1)
+
+
 @dataclass
 class ReadoutGoalCost:
     """weight x the Euclidean distance between the readouts (e.g. end-effector xyz, metres) of the predicted
-    latents and of the goal latent: the position the model predicts against the one it sees in the goal image."""
+    latents and of the goal latent: the position the model predicts against the one it sees in the goal image.
+    `scale` (R,) weighs each readout output (e.g. a yaw in radians into metres; `readout_scale`)."""
 
     readout: Callable[[torch.Tensor], torch.Tensor] | None
     goal: torch.Tensor  # the goal latent (N, D)
     weight: float
     final_only: bool = True
+    scale: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.readout is None:
@@ -67,7 +94,7 @@ class ReadoutGoalCost:
         self.goal_readout = self.readout(self.goal)
 
     def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.weight * over_horizon((self.readout(pred) - self.goal_readout).norm(dim=-1), self.final_only)
+        return self.weight * over_horizon(readout_gap(self.readout(pred), self.goal_readout, self.scale), self.final_only)
 
 
 @dataclass

@@ -27,7 +27,15 @@ import numpy as np
 import torch
 
 from datasets.transforms import resize_uint8
-from planners.costs import LatentGoalCost, ReadoutGoalCost, StateGoalCost, latent_distance, rollout_cost
+from planners.costs import (
+    LatentGoalCost,
+    ReadoutGoalCost,
+    StateGoalCost,
+    latent_distance,
+    readout_gap,
+    readout_scale,
+    rollout_cost,
+)
 from planners.protocols import Bounds, CostTerm, PlanResult, Solver, WorldModelLike
 
 
@@ -41,6 +49,9 @@ class MPCConfig:
     readout_weight: float | None = 0.0  # weight of the model's state-readout distance (metres); None: resolved later
     subgoal_latent: float | None = None  # next sub-goal when the observed latent is this close (metric above)
     subgoal_readout: float | None = None  # ... or when the readout positions are this close (m; needs a readout)
+    # state dim -> metres per unit of that readout output, in the readout cost and the switch (e.g. {5: 0.2}: yaw
+    # radians; dims left out count 1, as metres); every dim named must be one the model's readout reads
+    readout_scale: dict[int, float] | None = None
     subgoal_steps: int | None = None  # ... or after this many of the model's steps (actions) on one sub-goal
     precision: str = "float32"  # float32 | bfloat16: the rollouts' matrix products (costs stay float32)
 
@@ -85,6 +96,8 @@ class MPCPlanner:
         if config.readout_weight and getattr(model, "readout", None) is None:
             raise ValueError("mpc.readout_weight > 0 needs a checkpoint with a state readout (trained with "
                              "model.readout_weight > 0); pass mpc.readout_weight=0 for this one")
+        readout = getattr(model, "readout", None)
+        self.readout_scale = readout_scale(getattr(readout, "dims", None), config.readout_scale)
         self.device = torch.device(device)
         self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
@@ -157,14 +170,15 @@ class MPCPlanner:
             return True
         readout = getattr(self.model, "readout", None)
         return (c.subgoal_readout is not None and readout is not None
-                and float((readout(z) - readout(self.z_goal)).norm()) < c.subgoal_readout)
+                and float(readout_gap(readout(z), readout(self.z_goal), self.readout_scale)) < c.subgoal_readout)
 
     def cost_terms(self, states: torch.Tensor | None) -> list[CostTerm]:
         """The terms of the cost toward the current goal, as the config asks."""
         c = self.config
         terms: list[CostTerm] = [LatentGoalCost(self.z_goal, c.metric, c.final_only)]
         if c.readout_weight:
-            terms.append(ReadoutGoalCost(self.model.readout, self.z_goal, c.readout_weight, c.final_only))
+            terms.append(ReadoutGoalCost(self.model.readout, self.z_goal, c.readout_weight, c.final_only,
+                                         self.readout_scale))
         if c.state_weight and self.goal_state is not None and states is not None:
             terms.append(StateGoalCost(states[-1, :3], self.goal_state[:3].to(self.device), c.state_weight))
         return terms

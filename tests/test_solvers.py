@@ -152,3 +152,59 @@ def test_icem_finds_a_multistep_optimum_stops_early_and_keeps_shifted_elites():
     noise = colored_noise((2000, 16, 1), 2.0, torch.Generator().manual_seed(0))
     lag1 = (noise[:, 1:] * noise[:, :-1]).mean()
     assert 0.5 < float(lag1) < 1.0 and abs(float(noise.std()) - 1.0) < 0.05  # smooth over time, unit variance
+
+
+def _readout_toy() -> tuple[LinearToy, "torch.nn.Module"]:
+    """LinearToy whose frames encode to their mean colour (z = RGB / 255, one token) and whose readout reads z0 as
+    state dim 0 (metres) and z1 as state dim 5 (a yaw, radians)."""
+    from world_model.models import StateReadout
+
+    class Encoded(LinearToy):
+        def encode(self, pixels):
+            return (pixels.float().mean(dim=(-2, -1)) / 255.0)[:, :, None, :]
+
+    model = Encoded(torch.eye(3))
+    readout = StateReadout(3, [0, 5])
+    with torch.no_grad():
+        readout.linear.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+        readout.linear.bias.zero_()
+    model.readout = readout
+    return model, readout
+
+
+def test_readout_scale_weighs_each_readout_output_in_the_cost():
+    from planners.costs import readout_scale
+
+    model, readout = _readout_toy()
+    torch.testing.assert_close(readout_scale([0, 5], {5: 0.2}), torch.tensor([1.0, 0.2]))
+    assert readout_scale([0, 5], None) is None and readout_scale([0, 5], {}) is None
+    torch.manual_seed(3)
+    z0, goal = torch.randn(1, 1, 3), torch.randn(1, 3)
+    actions = 0.05 * torch.randn(5, 2, 3)
+    reached = model.rollout(z0.expand(5, 1, 1, 3), actions)[:, -1]
+    diff = readout(reached) - readout(goal)
+    scaled = ReadoutGoalCost(readout, goal, 2.0, scale=readout_scale([0, 5], {"5": 0.2}))  # keys as config.json has them
+    torch.testing.assert_close(scaled(reached[:, None], actions), 2.0 * (diff * torch.tensor([1.0, 0.2])).norm(dim=-1))
+    dropped = ReadoutGoalCost(readout, goal, 2.0, scale=readout_scale([0, 5], {5: 0.0}))  # scale 0: the dim is ignored
+    torch.testing.assert_close(dropped(reached[:, None], actions), 2.0 * diff[:, 0].abs())
+    with pytest.raises(ValueError, match=r"state dim\(s\) \[3\].*reads \[0, 5\]"):
+        readout_scale([0, 5], {3: 1.0})
+    with pytest.raises(ValueError, match="needs a checkpoint with a state readout"):
+        readout_scale(None, {5: 0.2})
+
+
+def test_the_subgoal_switch_measures_the_readout_with_its_scale():
+    import numpy as np
+
+    from planners.mpc import MPCConfig, MPCPlanner
+
+    model, _ = _readout_toy()
+    subgoal, goal = np.full((4, 4, 3), 100, np.uint8), np.full((4, 4, 3), 250, np.uint8)
+    seen = subgoal.copy()
+    seen[..., 1] += 26  # the readout's yaw output 0.102 rad away from the sub-goal's, its position output the same
+    for scale, switched in ((None, 0), ({5: 0.2}, 1)):  # 0.102 m > 3 cm; 0.102 rad x 0.2 m/rad = 2 cm < 3 cm
+        planner = MPCPlanner(model, make_solver("cem", samples=8, elites=2, iterations=1), Bounds(-torch.ones(3), torch.ones(3)),
+                             MPCConfig(readout_weight=1.0, subgoal_readout=0.03, readout_scale=scale))
+        planner.reset([subgoal, goal])
+        planner.act(seen)
+        assert planner.goal_index == switched

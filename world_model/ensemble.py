@@ -21,6 +21,10 @@ class EnsembleReadout(nn.Module):
     def __init__(self, readouts: Sequence[nn.Module], widths: Sequence[int]):
         super().__init__()
         self.readouts, self.widths = nn.ModuleList(readouts), list(widths)
+        dims = {tuple(getattr(r, "dims", ())) for r in readouts}
+        if len(dims) > 1:
+            raise ValueError(f"ensemble members read different state dims {sorted(dims)}; their readouts cannot be averaged")
+        self.dims = list(dims.pop())  # the state dims every member reads, in order
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         parts = z.split(self.widths, dim=-1)

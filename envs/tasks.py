@@ -66,8 +66,11 @@ class FrankaPushEnv(FrankaEnv):
     HALF = 0.025  # cube half size
     PUSH_Z = 0.02  # TCP height while pushing
 
-    def __init__(self, goal_marker: bool = False, camera_view: str = "table", **kwargs):
+    def __init__(self, goal_marker: bool = False, camera_view: str = "table", push_waypoints: int = 0, **kwargs):
+        if push_waypoints < 0:
+            raise ValueError(f"push_waypoints must be >= 0, got {push_waypoints}")
         super().__init__(cube=True, goal_marker=goal_marker, camera_view=camera_view, **kwargs)
+        self.push_waypoints = int(push_waypoints)  # sub-goals along the push (cube part-way, the arm behind it)
         self._cube_qpos = self.model.joint("cube").qposadr[0]
         self._cube_body = self.model.body("cube").id
         self._goal_mocap = self.model.body("goal").mocapid[0] if goal_marker else None
@@ -112,10 +115,25 @@ class FrankaPushEnv(FrankaEnv):
     def _subgoal_configurations(self) -> list:
         """The expert's approach as images: the arm above a point behind the cube, then down at pushing height
         (cube still at its start). From there the arm's way to its goal pose goes through the cube, so a planner
-        that matches the arm (which dominates the image) pushes the cube; straight from the start it does not."""
+        that matches the arm (which dominates the image) pushes the cube; straight from the start it does not.
+        With `push_waypoints` = k, k more images split the push itself: the cube i/(k+1) of the way to the goal
+        and the arm behind it at pushing height, so the arm is held to the push line along the way."""
         start, direction = self._push_direction()
         behind = start - direction * (self.HALF + 0.035)
-        return [self._arm_at(np.array([*behind, z])) for z in (0.1, self.PUSH_Z)]
+        approach = [self._arm_at(np.array([*behind, z])) for z in (0.1, self.PUSH_Z)]
+        yaw = _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])
+        along = [self._pushed_to(start + (self.goal_pos - start) * i / (self.push_waypoints + 1), direction, yaw)
+                 for i in range(1, self.push_waypoints + 1)]
+        return approach + along
+
+    def _pushed_to(self, cube_xy: np.ndarray, direction: np.ndarray, yaw: float) -> Callable[[mujoco.MjData], None]:
+        """The cube at `cube_xy` (turned by `yaw`) and the arm behind it on the push line, as the goal image puts it."""
+        arm = self._arm_at(np.array([*(cube_xy - direction * (self.HALF + 0.03)), self.PUSH_Z]))
+
+        def configure(data: mujoco.MjData) -> None:
+            self._place_cube(data, cube_xy, yaw)
+            arm(data)
+        return configure
 
     def _arm_at(self, tcp: np.ndarray) -> Callable[[mujoco.MjData], None]:
         """A configuration that puts the TCP at `tcp`, gripper down, fingers closed as the expert pushes (the rest
@@ -130,8 +148,7 @@ class FrankaPushEnv(FrankaEnv):
     def _goal_configuration(self, data: mujoco.MjData) -> None:
         """The cube at the goal, the arm behind it where the expert's push ends: at pushing height, fingers closed."""
         _, direction = self._push_direction()
-        self._place_cube(data, self.goal_pos, 0.0)
-        self._arm_at(np.array([*(self.goal_pos - direction * (self.HALF + 0.03)), self.PUSH_Z]))(data)
+        self._pushed_to(self.goal_pos, direction, 0.0)(data)
 
     def task_distance(self) -> float:
         return float(np.linalg.norm(self.cube_xy() - self.goal_pos))

@@ -212,6 +212,31 @@ def test_push_subgoals_and_goal_are_the_experts_approach_and_end():
         env.close()
 
 
+def test_push_waypoints_split_the_push_into_subgoals_along_its_line():
+    import mujoco
+
+    env = gym.make("FrankaPush-v0", image_size=32, push_waypoints=2)
+    try:
+        _, info = env.reset(seed=3)
+        assert len(info["subgoal_images"]) == 4  # above, down, then the cube a third and two thirds of the way
+        u = env.unwrapped
+        start, goal = u.cube_xy(), u.goal_pos
+        direction = (goal - start) / np.linalg.norm(goal - start)
+        scratch = mujoco.MjData(u.model)
+        for i, configure in enumerate(u._subgoal_configurations()[2:], 1):
+            scratch.qpos[:] = u.data.qpos
+            configure(scratch)
+            mujoco.mj_forward(u.model, scratch)
+            cube = start + (goal - start) * i / 3
+            np.testing.assert_allclose(u.cube_xy(scratch), cube, atol=1e-6)
+            np.testing.assert_allclose(u.tcp_pose(scratch)[0], [*(cube - direction * (u.HALF + 0.03)), u.PUSH_Z],
+                                       atol=0.01)
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="push_waypoints"):
+        gym.make("FrankaPush-v0", push_waypoints=-1)
+
+
 @pytest.mark.parametrize("size", [96, 128])
 def test_larger_frames_and_the_table_view(size):
     env = gym.make("FrankaPush-v0", image_size=size)

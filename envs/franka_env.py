@@ -74,6 +74,7 @@ class FrankaEnv(gym.Env):
         camera_view: str = "wide",
         wide_fingers: bool = False,
         start_down: bool = False,
+        finger_speed: float | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -86,6 +87,11 @@ class FrankaEnv(gym.Env):
         # start with the gripper pointing down, as in every goal image (posture and position still random): the
         # default start tilts it by up to ~25 degrees, so a planner that holds rotations cannot match the goal image
         self.start_down = start_down
+        # m/s per finger at which the fingers' target moves (None: it jumps, and the position servo closes the
+        # fingers at ~0.65 m/s, 13 x a Franka Hand's 0.05: a grasp off the cube's centre then throws the cube off)
+        if finger_speed is not None and not finger_speed > 0:
+            raise ValueError(f"finger_speed must be > 0 (m/s per finger) or None, got {finger_speed}")
+        self.finger_speed = finger_speed
 
         self.camera_view = camera_view
         self.model = mujoco.MjModel.from_xml_string(scene_xml(cube=cube, goal_marker=goal_marker, wrist_camera=wrist_camera,
@@ -222,11 +228,28 @@ class FrankaEnv(gym.Env):
         q_now = self.data.qpos[self._arm_qpos]
         self.data.ctrl[: len(ARM_JOINTS)] = self.solve_ik(target_pos, target_rot, q_now, self.ik_iterations)
         self._gripper_target = float(action[GRIPPER_DIM])
-        self.data.ctrl[len(ARM_JOINTS):] = FINGER_OPEN * (1.0 - self._gripper_target)
-        mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
+        self._move_fingers(FINGER_OPEN * (1.0 - self._gripper_target))
         obs = self._observation()
         info = self._info()
         return obs, -info["distance"], False, False, info
+
+    def _move_fingers(self, target: float) -> None:
+        """One control step of physics with the fingers' servo target at `target` (m per finger); with
+        `finger_speed`, the target moves there at that speed, one increment per physics step."""
+        fingers = slice(len(ARM_JOINTS), None)
+        if self.finger_speed is None:
+            self.data.ctrl[fingers] = target
+            mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
+            return
+        now = self.data.ctrl[fingers].copy()
+        per_substep = self.finger_speed / (CONTROL_HZ * SUBSTEPS)
+        for i in range(1, SUBSTEPS + 1):
+            self.data.ctrl[fingers] = now + np.clip(target - now, -per_substep * i, per_substep * i)
+            mujoco.mj_step(self.model, self.data)
+
+    def fingers_settled(self) -> bool:
+        """Whether the fingers' servo target has reached the last gripper command (always, without finger_speed)."""
+        return bool(np.allclose(self.data.ctrl[len(ARM_JOINTS):], FINGER_OPEN * (1.0 - self._gripper_target), atol=1e-9))
 
     def _check_action(self, action) -> np.ndarray:
         try:

@@ -318,3 +318,53 @@ def test_start_down_turns_only_the_gripper():
     finally:
         tilted.close()
         down.close()
+
+
+def _close_off_centre(finger_speed: float | None, seed: int) -> tuple[float, float]:
+    """Open hand around the cube 1 cm off along the closing axis, 1.5 cm across it and turned 0.3 rad from its faces,
+    then 12 control steps of closing in place: (how far the cube moved (m), the gripper reading)."""
+    import mujoco
+
+    from envs.tasks import _grasp_yaw, _yaw
+
+    env = gym.make("FrankaPickPlace-v0", image_size=16, finger_speed=finger_speed).unwrapped
+    try:
+        env.reset(seed=seed)
+        cube = env.cube_pos()
+        cube_yaw = _yaw(env.data.qpos[env._cube_qpos + 3 : env._cube_qpos + 7])
+        g = _grasp_yaw(cube_yaw) + 0.3
+        offset = 0.01 * np.array([-np.sin(g), np.cos(g), 0.0]) + 0.015 * np.array([np.cos(g), np.sin(g), 0.0])
+        env._open_at(env.data, cube + offset, cube_yaw + 0.3)
+        env.data.qvel[:] = 0.0
+        env.data.ctrl[:7] = env.data.qpos[env._arm_qpos]
+        mujoco.mj_forward(env.model, env.data)
+        for _ in range(12):
+            env.step(np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32))
+        return float(np.linalg.norm(env.cube_pos() - cube)), float(env.state()[6])
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fingers_at_a_franka_hands_speed_hold_a_cube_that_fast_fingers_throw(seed):
+    moved, _ = _close_off_centre(None, seed)  # the servo's own speed, ~0.65 m/s per finger
+    assert moved > 0.04  # the cube squeezed out sideways (4.6-5.2 cm on these seeds)
+    moved, reading = _close_off_centre(0.05, seed)  # a Franka Hand's 0.05 m/s per finger
+    assert moved < 0.015 and 0.2 < reading < 0.6  # centred by the pads (1.1 cm) and held between them
+
+
+def test_the_pick_and_place_expert_waits_for_slow_fingers_to_grip():
+    env = gym.make("FrankaPickPlace-v0", image_size=16, start_down=True, finger_speed=0.05).unwrapped
+    try:
+        for seed in (10_002, 10_003):  # raised goals: lifting before the grip dropped the cube (7 / 12 before the wait)
+            env.reset(seed=seed)
+            assert env.raised
+            for _ in range(150):
+                env.step(env.expert_action(None, 0.0))
+                if env.is_success(env.task_distance()):
+                    break
+            assert env.is_success(env.task_distance()), seed
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="finger_speed"):
+        gym.make("FrankaPickPlace-v0", finger_speed=0.0)

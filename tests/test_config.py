@@ -91,4 +91,4 @@ def test_every_training_experiment_composes_and_its_planning_builds():
         assert set(planning) <= set(PLANNING_KEYS), name
         build_config(PlanConfig, merge_planning(OmegaConf.to_container(_compose("cem_goal", [])), planning))
     pickplace = train_config(_compose("train", ["experiment=pickplace_lewm", "data.root=/d"]))
-    assert pickplace.model.encoder.img_size == 96 and tuple(pickplace.model.readout_dims) == (0, 1, 2, 6)
+    assert pickplace.model.encoder.img_size == 96 and tuple(pickplace.model.readout_dims) == (0, 1, 2, 5, 6)

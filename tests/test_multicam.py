@@ -216,7 +216,7 @@ def test_envs_render_the_goal_and_sub_goals_from_every_camera():
     assert not np.array_equal(goals[WRIST_CAMERA], goals[EXTERIOR_CAMERA])
     assert list(info["goal_images"]) == CAMERAS
     wrist_subgoals = task.subgoal_images(camera=WRIST_CAMERA)
-    assert len(wrist_subgoals) == len(task.subgoal_images()) == 2
+    assert len(wrist_subgoals) == len(task.subgoal_images()) == 4  # above, around, grasped, carried
     views = goal_env.subgoal_views(task, CAMERAS)
     assert all(list(v) == CAMERAS for v in views) and np.array_equal(views[1][WRIST_CAMERA], wrist_subgoals[1])
     assert list(goal_env.goal_views(task, CAMERAS)) == CAMERAS
@@ -267,7 +267,7 @@ def test_a_two_view_model_plans_with_the_wrist_camera(two_view_run, env_id, subg
     assert summary["episodes"] == 1 and summary["cameras"] == CAMERAS and summary["mean_plan_seconds_per_step"] > 0
     goals = [views for what, views in encoded if what == "goal"]
     frames = [views for what, views in encoded if what == "frame"]
-    assert len(goals) == (3 if subgoals else 1) and frames
+    assert len(goals) == (5 if subgoals else 1) and frames  # pick-and-place: 4 sub-goals and the goal
     assert all(views == sorted(CAMERAS) for views in goals + frames)
 
 

@@ -93,11 +93,12 @@ class MPCPlanner:
                  cameras: Sequence[str] | None = None):
         if config.execute > config.horizon:
             raise ValueError(f"cannot execute {config.execute} actions of a {config.horizon}-step plan")
-        if config.readout_weight and getattr(model, "readout", None) is None:
+        readout = getattr(model, "readout", None)
+        if config.readout_weight and readout is None:
             raise ValueError("mpc.readout_weight > 0 needs a checkpoint with a state readout (trained with "
                              "model.readout_weight > 0); pass mpc.readout_weight=0 for this one")
-        readout = getattr(model, "readout", None)
-        self.readout_scale = readout_scale(getattr(readout, "dims", None), config.readout_scale)
+        # (R,) metres per unit of each readout output (config.readout_scale as a tensor), or None
+        self.readout_factors = readout_scale(getattr(readout, "dims", None), config.readout_scale)
         self.device = torch.device(device)
         self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
@@ -170,7 +171,7 @@ class MPCPlanner:
             return True
         readout = getattr(self.model, "readout", None)
         return (c.subgoal_readout is not None and readout is not None
-                and float(readout_gap(readout(z), readout(self.z_goal), self.readout_scale)) < c.subgoal_readout)
+                and float(readout_gap(readout(z), readout(self.z_goal), self.readout_factors)) < c.subgoal_readout)
 
     def cost_terms(self, states: torch.Tensor | None) -> list[CostTerm]:
         """The terms of the cost toward the current goal, as the config asks."""
@@ -178,7 +179,7 @@ class MPCPlanner:
         terms: list[CostTerm] = [LatentGoalCost(self.z_goal, c.metric, c.final_only)]
         if c.readout_weight:
             terms.append(ReadoutGoalCost(self.model.readout, self.z_goal, c.readout_weight, c.final_only,
-                                         self.readout_scale))
+                                         self.readout_factors))
         if c.state_weight and self.goal_state is not None and states is not None:
             terms.append(StateGoalCost(states[-1, :3], self.goal_state[:3].to(self.device), c.state_weight))
         return terms

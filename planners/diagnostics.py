@@ -92,6 +92,20 @@ def write_video(result: EpisodeResult, path: str | Path) -> Path:
     return path
 
 
+XYZ_COLORS = ("tab:red", "tab:green", "tab:blue")
+
+
+def _plot_goal_readout(ax, plan_steps: np.ndarray, with_readout: list, outputs: list[tuple[int, str]]) -> None:  # noqa: ANN001
+    """The readout of the goal (or sub-goal) image each plan aimed at, as dotted steps: where a planner driven by
+    the readout cost goes, and what the readout sub-goal switch measures against."""
+    aimed = [(plan_steps[i], t.goal_readout) for i, t in with_readout if t.goal_readout is not None]
+    if not aimed:
+        return
+    xs = [x for x, _ in aimed]
+    for j, color in outputs:
+        ax.step(xs, [r[j] for _, r in aimed], where="post", color=color, linestyle=":", linewidth=1.5)
+
+
 def episode_plot(result: EpisodeResult, path: str | Path, title: str = "") -> Path:
     """One PNG with the episode's distance, end-effector path and solver-cost plots."""
     import matplotlib
@@ -100,12 +114,16 @@ def episode_plot(result: EpisodeResult, path: str | Path, title: str = "") -> Pa
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    plan_steps = np.linspace(0, max(result.steps - 1, 0), len(result.trace))
+    with_readout = [(i, t) for i, t in enumerate(result.trace) if t.predicted_readout is not None]
+    width = with_readout[0][1].predicted_readout.shape[-1] if with_readout else 0
+    dims = list(result.readout_dims or range(width))[:width]  # the state dim behind each readout output
+    others = [(j, d) for j, d in enumerate(dims) if d >= 3]  # e.g. the gripper's yaw and reading
+    fig, axes = plt.subplots(1, 4 if others else 3, figsize=(20 if others else 15, 4))
     ax = axes[0]
     ax.plot(range(len(result.distances)), result.distances, color="tab:blue", label=f"task distance ({result.distance_unit})")
     ax.set_xlabel("env step"), ax.set_ylabel(f"task distance ({result.distance_unit})", color="tab:blue")
     if result.trace:
-        plan_steps = np.linspace(0, max(result.steps - 1, 0), len(result.trace))
         twin = ax.twinx()
         twin.plot(plan_steps, [t.latent_distance for t in result.trace], color="tab:orange", label="latent distance")
         twin.set_ylabel("latent distance to current goal", color="tab:orange")
@@ -117,21 +135,37 @@ def episode_plot(result: EpisodeResult, path: str | Path, title: str = "") -> Pa
     ax = axes[1]
     if result.states:
         measured = np.stack(result.states)[:, :3]
-        for d, color in zip(range(3), ("tab:red", "tab:green", "tab:blue")):
+        for d, color in zip(range(3), XYZ_COLORS):
             ax.plot(measured[:, d], color=color, label=f"measured {'xyz'[d]}")
-    with_readout = [(i, t) for i, t in enumerate(result.trace) if t.predicted_readout is not None]
     if with_readout:
-        plan_steps = np.linspace(0, max(result.steps - 1, 0), len(result.trace))
         for i, t in with_readout:
-            pred = t.predicted_readout
-            xs = plan_steps[i] + np.arange(1, len(pred) + 1)
-            for d, color in zip(range(min(3, pred.shape[1])), ("tab:red", "tab:green", "tab:blue")):
-                ax.plot(xs, pred[:, d], color=color, alpha=0.35, linestyle="--")
-        ax.set_title("end effector: measured (solid) vs predicted readout (dashed)")
+            xs = plan_steps[i] + np.arange(1, len(t.predicted_readout) + 1)
+            for j, d in enumerate(dims):
+                if d < 3:
+                    ax.plot(xs, t.predicted_readout[:, j], color=XYZ_COLORS[d], alpha=0.35, linestyle="--")
+        _plot_goal_readout(ax, plan_steps, with_readout, [(j, XYZ_COLORS[d]) for j, d in enumerate(dims) if d < 3])
+        ax.set_title("end effector: measured (solid), predicted (dashed),\nreadout of the goal image (dotted)")
     else:
         ax.set_title("end effector (the model has no readout: no prediction)")
     ax.set_xlabel("env step"), ax.set_ylabel("m")
     if result.states:
+        ax.legend(fontsize=7)
+
+    if others:  # what the readout makes of them, against what they are
+        ax = axes[3]
+        colors = [f"C{k}" for k in range(len(others))]
+        if result.states:
+            states = np.stack(result.states)
+            for (_, d), color in zip(others, colors):
+                if d < states.shape[1]:
+                    ax.plot(states[:, d], color=color, label=f"measured state[{d}]")
+        observed = [(plan_steps[i], t.observed_readout) for i, t in with_readout if t.observed_readout is not None]
+        for (j, d), color in zip(others, colors):
+            ax.plot([x for x, _ in observed], [r[j] for _, r in observed], color=color, alpha=0.5, linestyle="--",
+                    label=f"readout[{d}] of the observed image")
+        _plot_goal_readout(ax, plan_steps, with_readout, [(j, c) for (j, _), c in zip(others, colors)])
+        ax.set_xlabel("env step"), ax.set_ylabel("rad / 0 open .. 1 closed")
+        ax.set_title("other readout outputs: measured (solid), readout of\nthe observed (dashed) and goal image (dotted)")
         ax.legend(fontsize=7)
 
     ax = axes[2]

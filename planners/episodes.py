@@ -34,6 +34,7 @@ class EpisodeResult:
     states: list[np.ndarray] = field(repr=False, default_factory=list)  # proprioceptive state, same times
     trace: list[PlanStep] = field(repr=False, default_factory=list)  # one entry per plan (planner agents)
     distance_unit: str = "m"  # the unit of the env's task distance (common.goal_env.distance_unit)
+    readout_dims: tuple[int, ...] | None = None  # the state dims the planner's readout reads (trace's readouts)
 
     @property
     def steps_to_success(self) -> int | None:
@@ -168,5 +169,8 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
                 break
     bar.close()
     result.plan_seconds_per_step = agent.plan_seconds_per_step()
-    result.trace = list(getattr(getattr(agent, "planner", None), "trace", []))
+    planner = getattr(agent, "planner", None)
+    result.trace = list(getattr(planner, "trace", []))
+    dims = getattr(getattr(getattr(planner, "model", None), "readout", None), "dims", None)
+    result.readout_dims = None if dims is None else tuple(int(d) for d in dims)
     return result

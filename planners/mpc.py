@@ -66,6 +66,7 @@ class PlanStep:
     iteration_costs: list[float] = field(default_factory=list)
     observed_readout: np.ndarray | None = None  # readout of the observed latent (e.g. end-effector xyz)
     predicted_readout: np.ndarray | None = None  # (H, dims): readout along the chosen plan's rollout
+    goal_readout: np.ndarray | None = None  # readout of the current (sub-)goal image's latent: what the plan aims at
     imagined: np.ndarray | None = None  # (2, S, S, 3) uint8: decoded predictions after the executed chunk, at the plan's end
 
 
@@ -260,6 +261,7 @@ class MPCPlanner:
         if readout is not None:
             step.observed_readout = readout(z_now).cpu().numpy()
             step.predicted_readout = readout(pred).cpu().numpy()
+            step.goal_readout = readout(self.z_goal).cpu().numpy()
         if self.decoder is not None:
             step.imagined = self.decoder.images(pred[[min(self.config.execute, len(pred)) - 1, -1]])
         return step

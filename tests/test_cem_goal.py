@@ -411,3 +411,29 @@ def test_a_tilted_gripper_keeps_the_goal_image_out_of_reach():
             assert held > 0.03 and held > 10 * turned, (episode, held, turned)
     finally:
         env.close()
+
+
+def test_each_plan_records_what_the_readout_makes_of_the_goal_it_aims_at(tiny_lewm, tmp_path):
+    """The diagnostics show the readout of the (sub-)goal image beside the measured state: where a readout-driven
+    planner goes and what the readout switch measures (pick-and-place: the gripper read closed on open sub-goals)."""
+    from planners.diagnostics import episode_plot
+    from world_model.models import StateReadout
+
+    model, _ = load_world_model(tiny_lewm)
+    torch.manual_seed(0)
+    model.readout = StateReadout(model.encoder.embed_dim, [0, 1, 2, 6]).eval()  # xyz and the gripper
+    env = gym.make("FrankaPush-v0", image_size=32)
+    try:
+        agent = PlannerAgent(_reach_planner(model, execute=1, samples=8), franka_delta_pose_adapter, subgoals=True)
+        result = run_episode(env, agent, max_steps=2, seed=0)
+    finally:
+        env.close()
+    assert result.readout_dims == (0, 1, 2, 6)
+    with torch.no_grad():
+        first_subgoal = model.encode(torch.from_numpy(result.subgoal_images[0]).permute(2, 0, 1)[None, None])[0, 0]
+        expected = model.readout(first_subgoal).numpy()
+    np.testing.assert_allclose(result.trace[0].goal_readout, expected, rtol=1e-5, atol=1e-6)
+    with_gripper = imageio.imread(episode_plot(result, tmp_path / "gripper.png"))
+    result.readout_dims = (0, 1, 2)  # xyz only: no panel for the other readout outputs
+    without = imageio.imread(episode_plot(result, tmp_path / "xyz.png"))
+    assert with_gripper.shape[1] > without.shape[1]  # the fourth panel

@@ -368,3 +368,23 @@ def test_the_pick_and_place_expert_waits_for_slow_fingers_to_grip():
         env.close()
     with pytest.raises(ValueError, match="finger_speed"):
         gym.make("FrankaPickPlace-v0", finger_speed=0.0)
+
+
+def test_the_pick_and_place_expert_holds_still_without_noise_while_slow_fingers_close():
+    """Action noise while the fingers close random-walked the hand off the cube (40 % placed with noise 0.1)."""
+    env = gym.make("FrankaPickPlace-v0", image_size=16, start_down=True, finger_speed=0.05).unwrapped
+    rng = np.random.default_rng(0)
+    try:
+        env.reset(seed=3)
+        holding = 0
+        for _ in range(80):
+            closing = (env._gripper_target > 0.5 and np.linalg.norm(env.tcp_pose()[0] - env.cube_pos()) < 0.03
+                       and not env.fingers_settled())
+            action = env.expert_action(rng, 0.1)
+            if closing:
+                holding += 1
+                np.testing.assert_array_equal(action[:3], 0.0)  # the TCP target is where it stands
+            env.step(action)
+        assert holding >= 5  # the fingers took several steps to close
+    finally:
+        env.close()

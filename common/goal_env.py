@@ -4,7 +4,8 @@ After `reset(seed=...)` (which samples the start and the goal for that seed) an 
 - `goal_image() -> (H, W, 3) uint8`: the scene rendered in the goal configuration;
 - `task_distance() -> float`: the distance that decides success (metres for our tasks);
 - `is_success(distance) -> bool`: the env's own success test (our pick-and-place also asks for a release);
-and optionally `subgoal_images()` (intermediate goal images, in order), `expert_action(rng, noise)` (a
+and optionally `subgoal_images()` (intermediate goal images, in order), `goal_state()` / `subgoal_states()` (the
+robot state those images show: `planners/readout_check.py` scores a readout on them), `expert_action(rng, noise)` (a
 scripted expert: the oracle baseline and data collection), `privileged_state()` (e.g. the object's position,
 recorded beside each step for probes and ablations, never an input of the models), a `distance_unit` attribute
 (the unit of `task_distance()` for plots and logs: `distance_unit(env)`, "m" when absent) and `recorded_state() ->
@@ -41,6 +42,8 @@ REQUIRED = {
 }
 OPTIONAL = {
     "subgoal_images": "subgoal_images() -> list of (H, W, 3) uint8, intermediate goals in order",
+    "goal_state": "goal_state() -> (S,) array, the robot state the goal image shows",
+    "subgoal_states": "subgoal_states() -> list of (S,) arrays, the robot states the sub-goal images show",
     "expert_action": "expert_action(rng, noise) -> action, a scripted expert",
     "privileged_state": "privileged_state() -> {name: array}, simulator-only quantities recorded for diagnostics",
     "recorded_state": "recorded_state() -> {name: array}, the simulator state to record and reset to (goals=dataset)",

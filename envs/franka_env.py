@@ -103,6 +103,7 @@ class FrankaEnv(gym.Env):
         self._subgoal_data = mujoco.MjData(self.model)
         self.cameras = [EXTERIOR_CAMERA] + ([WRIST_CAMERA] if wrist_camera else [])  # what the env renders
         self._subgoal_views: list[dict[str, np.ndarray]] = []  # per sub-goal: camera -> image
+        self._subgoal_states: list[np.ndarray] = []  # per sub-goal: the DROID state it shows
         self._arm_qpos = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
         self._arm_dof = np.array([self.model.joint(j).dofadr[0] for j in ARM_JOINTS])
         self._finger_qpos = np.array([self.model.joint(j).qposadr[0] for j in FINGER_JOINTS])
@@ -317,7 +318,7 @@ class FrankaEnv(gym.Env):
             self._goal_from_configuration(goal)
         self._goal_views = {camera: self._render(goal, camera, self.image_size) for camera in self.cameras}
         self._goal_state = self.state(goal)
-        self._subgoal_views = []
+        self._subgoal_views, self._subgoal_states = [], []
         scratch = self._subgoal_data
         for configure in self._subgoal_configurations():
             scratch.qpos[:], scratch.qvel[:] = self.data.qpos, 0.0
@@ -326,6 +327,7 @@ class FrankaEnv(gym.Env):
             configure(scratch)
             mujoco.mj_forward(self.model, scratch)
             self._subgoal_views.append({camera: self._render(scratch, camera, self.image_size) for camera in self.cameras})
+            self._subgoal_states.append(self.state(scratch))
 
     def _camera(self, camera: str | None) -> str:
         camera = EXTERIOR_CAMERA if camera is None else camera
@@ -339,6 +341,10 @@ class FrankaEnv(gym.Env):
         reset; empty for single-goal tasks."""
         camera = self._camera(camera)
         return [views[camera].copy() for views in self._subgoal_views]
+
+    def subgoal_states(self) -> list[np.ndarray]:
+        """The DROID state (7,) each sub-goal image shows, in order (what a readout of those images should read)."""
+        return [state.copy() for state in self._subgoal_states]
 
     def goal_image(self, camera: str | None = None) -> np.ndarray:
         """The scene rendered in the goal configuration (H, W, 3) uint8 from `camera` (default the exterior one),

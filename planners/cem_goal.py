@@ -135,6 +135,24 @@ def make_env(config: PlanConfig, kwargs: dict[str, Any]) -> gym.Env:
         raise
 
 
+def model_env(config: PlanConfig, model_config: dict[str, Any] | None) -> gym.Env:
+    """The env of `config` as the model (its checkpoint's config, or None for a baseline) sees it: frames at the
+    model's size, the wrist camera when the model sees it, the exterior framing its frames were recorded with;
+    `config.env_kwargs` wins over each."""
+    kwargs = dict(config.env_kwargs or {})
+    ours = is_franka(config.env_id)
+    data = (model_config or {}).get("data", {})
+    if ours or takes_argument(config.env_id, "image_size"):  # frames at the model's size (Franka, PushT-v0)
+        kwargs.setdefault("image_size", data.get("image_size", 64))
+    if ours and model_config and WRIST_CAMERA in model_cameras(model_config):
+        kwargs.setdefault("wrist_camera", True)  # the checkpoint sees the wrist camera
+    if ours and data.get("camera_view"):
+        kwargs.setdefault("camera_view", data["camera_view"])  # the framing the model's frames were recorded with
+    if not ours:
+        kwargs.setdefault("render_mode", "rgb_array")
+    return make_env(config, kwargs)
+
+
 def evaluate(config: PlanConfig) -> dict[str, Any]:
     """Run `config.episodes` episodes with the planner (or a baseline `agent`) and return the summary."""
     if config.agent not in AGENTS:
@@ -153,19 +171,9 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         print(f"loading the world model {config.checkpoint} ...", file=sys.stderr, flush=True)
         model, model_config, checkpoint = load_model(config.checkpoint, device)
         model = with_ensemble(model, model_config, list(config.ensemble or []), device)
-    kwargs = dict(config.env_kwargs or {})
     ours = is_franka(config.env_id)  # our Franka envs: DROID state and delta-pose actions, dataset goals
     cameras = model_cameras(model_config) if model_config else []
-    if ours or takes_argument(config.env_id, "image_size"):  # frames at the model's size (Franka, PushT-v0)
-        kwargs.setdefault("image_size", model_config.get("data", {}).get("image_size", 64) if model_config else 64)
-    if ours and WRIST_CAMERA in cameras:
-        kwargs.setdefault("wrist_camera", True)  # the checkpoint sees the wrist camera
-    view = model_config.get("data", {}).get("camera_view") if model_config else None
-    if ours and view:
-        kwargs.setdefault("camera_view", view)  # the framing the model's frames were recorded with
-    if not ours:
-        kwargs.setdefault("render_mode", "rgb_array")
-    env = make_env(config, kwargs)
+    env = model_env(config, model_config)
     hint = ("; a gymnasium MuJoCo env gets it from env_adapter=mujoco" if not config.env_adapter
             and callable(getattr(env.unwrapped, "set_state", None)) else "")
     goal_env.require(goal_env.task(env), config.env_id, hint=hint)

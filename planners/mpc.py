@@ -86,6 +86,34 @@ def check_frame(frame: Any, what: str = "frame") -> np.ndarray:
 Frame = np.ndarray | Mapping[str, np.ndarray]
 
 
+def frame_views(frame: Frame, cameras: Sequence[str] | None, what: str = "frame") -> list[np.ndarray]:
+    """The images of one observation or goal in the order of `cameras` (None: a one-view model), each checked."""
+    if cameras is None:
+        if isinstance(frame, Mapping):
+            raise ValueError(f"{what}: this model sees one camera: pass one image (H, W, 3), got views {sorted(frame)}")
+        return [check_frame(frame, what)]
+    if not isinstance(frame, Mapping):
+        raise ValueError(f"{what}: this model sees cameras {list(cameras)}: pass a dict camera -> image (H, W, 3), "
+                         f"got {type(frame).__name__}")
+    missing = [camera for camera in cameras if camera not in frame]
+    if missing:
+        raise ValueError(f"{what}: this model sees cameras {list(cameras)}; missing {missing} (got {sorted(frame)})")
+    return [check_frame(frame[camera], f"{what}[{camera}]") for camera in cameras]
+
+
+def frame_pixels(frame: Frame, cameras: Sequence[str] | None, image_size: int | None, what: str = "frame"
+                 ) -> torch.Tensor:
+    """One observation as a model takes it: (3, H, W) uint8, or (V, 3, H, W) for several `cameras`; checked and
+    resized to `image_size` (None: as it comes)."""
+    views = []
+    for image in frame_views(frame, cameras, what):
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        if image_size is not None:
+            pixels = resize_uint8(pixels[None], (image_size, image_size))[0]
+        views.append(pixels)
+    return views[0] if len(views) == 1 else torch.stack(views)
+
+
 class MPCPlanner:
     """Holds the goal and the observed history; `act` returns the next actions to execute."""
 
@@ -134,28 +162,12 @@ class MPCPlanner:
 
     def views(self, frame: Frame, what: str = "frame") -> list[np.ndarray]:
         """The images of one observation or goal, in the model's camera order, each checked."""
-        if self.cameras is None:
-            if isinstance(frame, Mapping):
-                raise ValueError(f"{what}: this model sees one camera: pass one image (H, W, 3), got views {sorted(frame)}")
-            return [check_frame(frame, what)]
-        if not isinstance(frame, Mapping):
-            raise ValueError(f"{what}: this model sees cameras {self.cameras}: pass a dict camera -> image (H, W, 3), "
-                             f"got {type(frame).__name__}")
-        missing = [camera for camera in self.cameras if camera not in frame]
-        if missing:
-            raise ValueError(f"{what}: this model sees cameras {self.cameras}; missing {missing} (got {sorted(frame)})")
-        return [check_frame(frame[camera], f"{what}[{camera}]") for camera in self.cameras]
+        return frame_views(frame, self.cameras, what)
 
     def pixels(self, frame: Frame, what: str = "frame") -> torch.Tensor:
         """One observation as the model takes it: (3, H, W) uint8, or (V, 3, H, W) with several views; checked and
         resized to the model's image size."""
-        views = []
-        for image in self.views(frame, what):
-            pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-            if self.image_size is not None:
-                pixels = resize_uint8(pixels[None], (self.image_size, self.image_size))[0]
-            views.append(pixels)
-        return views[0] if len(views) == 1 else torch.stack(views)
+        return frame_pixels(frame, self.cameras, self.image_size, what)
 
     @torch.no_grad()
     def _encode(self, frame: Frame, what: str = "frame") -> torch.Tensor:

@@ -72,9 +72,9 @@ def corrupt_copy(good: Path, dst: Path, kind: str) -> Path:
 
 
 def tiny_checkpoint(folder: Path, image_size: int = 32, seed: int = 0, action_dim: int = 7,
-                    data: dict | None = None) -> Path:
+                    data: dict | None = None, readout_dims: list[int] | None = None) -> Path:
     """A randomly initialised, very small LeWorldModel checkpoint (no training): for plumbing tests (`data`
-    updates its data settings, e.g. a frameskip and recorded actions)."""
+    updates its data settings, e.g. a frameskip and recorded actions; `readout_dims` adds a state readout)."""
     import torch
 
     from world_model.checkpoints import save_checkpoint
@@ -88,6 +88,8 @@ def tiny_checkpoint(folder: Path, image_size: int = 32, seed: int = 0, action_di
                             "max_frames": 8},
               "data": {"image_size": image_size, "camera": None, "fps": None, "frameskip": None,
                        "action_mode": "delta_pose", "recorded_actions": [], "recorded_reduce": "sum", **(data or {})}}
+    if readout_dims:
+        config["readout"] = {"dims": list(readout_dims)}
     model = build_model(config).eval()
     with torch.no_grad():  # AdaLN-zero starts action-blind: give every all-zero weight a random value
         for param in model.parameters():

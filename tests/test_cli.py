@@ -18,7 +18,7 @@ COMMANDS = {"collect": "recipes.collect", "validate": "datasets.validate", "inde
             "cache_features": "world_model/cache_features.py", "probe": "world_model/probe.py",
             "train": "world_model/train.py", "cem_goal": "planners/cem_goal.py", "evaluate": "planners/evaluate.py",
             "serve": "planners/serve.py", "run_robot": "planners/run_robot.py", "recipe": "recipes/franka.py",
-            "tune_lambda": "world_model/tune_lambda.py"}
+            "tune_lambda": "world_model/tune_lambda.py", "readout_check": "planners/readout_check.py"}
 
 
 def _cli(command: str, *args: str) -> subprocess.CompletedProcess:

@@ -4,8 +4,8 @@
 model out for all K candidates in one batched call per step (the model's `rollout`) and adds the terms.
 Terms: `LatentGoalCost` (distance between predicted and goal latents), `ReadoutGoalCost` (the model's
 state readout of predicted vs goal latents, in metres; `readout_scale` turns other units, such as a yaw in radians,
-into metres), `StateGoalCost` (the true goal state: oracle
-checks only). Each reduces over the horizon itself (its last step, or the sum).
+into metres), `StateBoxCost` (keeps the planned robot state inside the box the data covered, where the model's
+predictions and readout hold), `StateGoalCost` (the true goal state: oracle checks only). Each reduces over the horizon itself (its last step, or the sum).
 """
 
 from __future__ import annotations
@@ -95,6 +95,46 @@ class ReadoutGoalCost:
 
     def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.weight * over_horizon(readout_gap(self.readout(pred), self.goal_readout, self.scale), self.final_only)
+
+
+def state_box(box: Mapping[int, Sequence[float]] | None, action_dim: int) -> tuple[list[int], torch.Tensor, torch.Tensor] | None:
+    """`mpc.state_box` ({state dim: [low, high]}) as (dims, low, high), checked: each dim must be one an action
+    changes (action dim d moves state dim d) and each range low <= high. None when empty."""
+    if not box:
+        return None
+    dims = sorted(int(d) for d in box)
+    bad = [d for d in dims if not 0 <= d < action_dim]
+    if bad:
+        raise ValueError(f"mpc.state_box names state dim(s) {bad}; the model's actions change dims 0..{action_dim - 1}")
+    ranges = []
+    for d in dims:
+        value = box[d] if d in box else box[str(d)]  # type: ignore[index]
+        if len(value) != 2 or float(value[0]) > float(value[1]):
+            raise ValueError(f"mpc.state_box[{d}] must be [low, high] with low <= high, got {list(value)}")
+        ranges.append([float(value[0]), float(value[1])])
+    limits = torch.tensor(ranges, dtype=torch.float32)
+    return dims, limits[:, 0], limits[:, 1]
+
+
+@dataclass
+class StateBoxCost:
+    """weight x how far the planned robot state leaves a box, summed over the horizon and the dims: the state
+    reached by adding each planned action to the last observed state (action dim d is the change of state dim d,
+    as in delta-pose actions and our Franka envs' own). Outside the states the data covered the readout saturates
+    (pick-and-place: the yaw read 0.5 rad while the arm turned to 1.2, so the planner kept turning) and the
+    predictions are guesses; the box keeps the plan where they hold."""
+
+    start: torch.Tensor  # (S,) the last observed state
+    dims: list[int]
+    low: torch.Tensor
+    high: torch.Tensor
+    weight: float
+
+    def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        reached = self.start[self.dims].to(actions) + actions[..., self.dims].cumsum(1)  # (K, H, B)
+        low, high = self.low.to(actions), self.high.to(actions)
+        outside = (low - reached).clamp_min(0) + (reached - high).clamp_min(0)
+        return self.weight * outside.sum(dim=(1, 2))
 
 
 @dataclass

@@ -30,11 +30,13 @@ from datasets.transforms import resize_uint8
 from planners.costs import (
     LatentGoalCost,
     ReadoutGoalCost,
+    StateBoxCost,
     StateGoalCost,
     latent_distance,
     readout_gap,
     readout_scale,
     rollout_cost,
+    state_box,
 )
 from planners.protocols import Bounds, CostTerm, PlanResult, Solver, WorldModelLike
 
@@ -53,6 +55,10 @@ class MPCConfig:
     # radians; dims left out count 1, as metres); every dim named must be one the model's readout reads
     readout_scale: dict[int, float] | None = None
     subgoal_steps: int | None = None  # ... or after this many of the model's steps (actions) on one sub-goal
+    # state dim -> [low, high]: the planned state (last observed + the planned deltas) is kept in this box, each unit
+    # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
+    state_box: dict[int, list[float]] | None = None
+    state_box_weight: float = 10.0
     precision: str = "float32"  # float32 | bfloat16: the rollouts' matrix products (costs stay float32)
 
 
@@ -128,6 +134,7 @@ class MPCPlanner:
                              "model.readout_weight > 0); pass mpc.readout_weight=0 for this one")
         # (R,) metres per unit of each readout output (config.readout_scale as a tensor), or None
         self.readout_factors = readout_scale(getattr(readout, "dims", None), config.readout_scale)
+        self.state_box = state_box(config.state_box, len(bounds.low))  # (dims, low, high) or None
         self.device = torch.device(device)
         self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
@@ -193,6 +200,10 @@ class MPCPlanner:
         if c.readout_weight:
             terms.append(ReadoutGoalCost(self.model.readout, self.z_goal, c.readout_weight, c.final_only,
                                          self.readout_factors))
+        if self.state_box is not None:
+            if not self.states:
+                raise RuntimeError("mpc.state_box needs the observed robot state: pass state= to act()")
+            terms.append(StateBoxCost(self.states[-1].to(self.device), *self.state_box, c.state_box_weight))
         if c.state_weight and self.goal_state is not None and states is not None:
             terms.append(StateGoalCost(states[-1, :3], self.goal_state[:3].to(self.device), c.state_weight))
         return terms

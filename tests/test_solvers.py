@@ -208,3 +208,45 @@ def test_the_subgoal_switch_measures_the_readout_with_its_scale():
         planner.reset([subgoal, goal])
         planner.act(seen)
         assert planner.goal_index == switched
+
+
+def test_the_state_box_costs_how_far_the_planned_state_leaves_it():
+    from planners.costs import StateBoxCost, state_box
+
+    dims, low, high = state_box({"5": [-0.5, 0.5], 0: [0.3, 0.7]}, 7)  # keys as config.json has them
+    assert dims == [0, 5]
+    term = StateBoxCost(torch.tensor([0.5, 0, 0, 0, 0, 0.4, 0]), dims, low, high, weight=10.0)
+    actions = torch.zeros(3, 2, 7)
+    actions[1, :, 5] = 0.1  # yaw 0.5, then 0.6: 0.1 rad outside at the second step
+    actions[2, 0, 0] = 0.3  # x 0.8, then 0.8: 0.1 m outside at both steps
+    torch.testing.assert_close(term(None, actions), torch.tensor([0.0, 1.0, 2.0]))
+    assert state_box(None, 7) is None and state_box({}, 7) is None
+    with pytest.raises(ValueError, match=r"state dim\(s\) \[7\]; the model's actions change dims 0..6"):
+        state_box({7: [0, 1]}, 7)
+    with pytest.raises(ValueError, match=r"mpc.state_box\[5\] must be \[low, high\] with low <= high, got \[1.0, 0.0\]"):
+        state_box({5: [1.0, 0.0]}, 7)
+
+
+def test_a_planner_outside_its_state_box_plans_back_into_it():
+    """The arm's yaw at 1.2 rad, the box [-0.5, 0.5]: the plan turns back, whatever the latent cost says."""
+    import numpy as np
+
+    from planners.mpc import MPCConfig, MPCPlanner
+
+    model, _ = _readout_toy()
+    model.a = torch.eye(3, 7)  # 7-D Franka actions; the latent moves with x, y, z
+    frame, goal = np.full((4, 4, 3), 100, np.uint8), np.full((4, 4, 3), 250, np.uint8)
+    state = np.array([0.5, 0.0, 0.2, np.pi, 0.0, 1.2, 0.0], np.float32)
+    first_yaw = {}
+    for box in (None, {5: [-0.5, 0.5]}):
+        planner = MPCPlanner(model, make_solver("cem", samples=64, elites=8, iterations=3, seed=1),
+                             Bounds(-0.15 * torch.ones(7), 0.15 * torch.ones(7)),
+                             MPCConfig(horizon=3, final_only=False, state_box=box, state_box_weight=100.0))
+        planner.reset(goal)
+        first_yaw[box is None] = float(planner.act(frame, state)[0, 5])
+        if box is not None:
+            with pytest.raises(RuntimeError, match="needs the observed robot state"):
+                planner.reset(goal)
+                planner.act(frame)
+    assert first_yaw[False] < -0.12  # turning back as fast as the bounds allow
+    assert first_yaw[True] > -0.12  # the toy's latent cost alone does not ask for it

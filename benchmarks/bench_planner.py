@@ -10,7 +10,7 @@ Prints one JSON line:
   `uncached_cem_rollouts_per_plan`: the work of the plan before cached rollouts (CEM 300 x 30, each step
   re-running the 3-frame window), for comparison;
 - `default_plan_s`: seconds per plan of the shipped default model with its planning settings (its config.json,
-  over configs/cem_goal.yaml), from a real observation and goal of FrankaReach-v0;
+  over configs/cem_goal.yaml), from a real observation and goal of its env (every camera view it sees);
 - with `compare=true`, `ab_uncached_cem_s` / `ab_cached_cem_s` / `ab_cached_chosen_s`: seconds per plan of each
   repeat, interleaved: CEM 300 x 30 re-running the window, the same CEM cached, the chosen solver cached;
 - `rollout_gflops`: floating-point throughput of the LeWM-size rollouts (one 300-candidate rollout, counted and
@@ -147,10 +147,11 @@ def _rollout_throughput(cost: Callable, samples: int, horizon: int, repeats: int
 
 
 def default_model(cfg: Any) -> dict[str, float]:
-    import gymnasium as gym
-
-    import envs  # noqa: F401 - registers the ids
+    from common import goal_env
+    from planners.cem_goal import model_env
+    from planners.episodes import observe_views
     from planners.factory import PlanConfig, build_planner, load_model, with_checkpoint_planning
+    from world_model.models import model_cameras
 
     planner_cfg = OmegaConf.load(cfg.planner_config)
     planner_cfg.pop("defaults", None)
@@ -158,12 +159,14 @@ def default_model(cfg: Any) -> dict[str, float]:
     plan = build_config(PlanConfig, raw)
     model, config, checkpoint = load_model(cfg.checkpoint, "cpu")
     planner = build_planner(model, config, plan.solver, plan.mpc, plan.fixed(), torch.device("cpu"), cfg.seed)
-    env = gym.make(plan.env_id, image_size=config.get("data", {}).get("image_size", 64))
+    cameras = model_cameras(config)
+    env = model_env(plan, config)  # the checkpoint's env as it plans there: its settings, size and cameras
     try:
-        obs, info = env.reset(seed=cfg.seed)
-        planner.reset(info["goal_image"])
+        obs, _ = env.reset(seed=cfg.seed)
+        planner.reset(goal_env.goal_views(goal_env.task(env), cameras))
+        frame, state = observe_views(env, obs, cameras)
         for _ in range(cfg.repeats + 1):  # the first call warms up; every call plans from the same frame
-            planner.act(obs["pixels"], obs["state"])
+            planner.act(frame, state)
     finally:
         env.close()
     seconds = planner.plan_seconds[1:]

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,12 +47,15 @@ def test_bench_train_prints_one_json_line():
         assert figures[f"train_steps_per_s_{family}"] > 0
 
 
-def test_bench_planner_prints_one_json_line(tmp_path):
+@pytest.mark.parametrize("cameras", [None, ["exterior_1_left", "wrist_left"]])
+def test_bench_planner_prints_one_json_line(tmp_path, cameras):
+    """Also for a model of two camera views (the shipped push model), planned from every view of its env."""
     from helpers import tiny_checkpoint
 
+    checkpoint = tiny_checkpoint(tmp_path / "tiny", data={"cameras": cameras})
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "lewm.solver.samples=16", "lewm.solver.elites=4",
-         "lewm.solver.iterations=2", "lewm.samples_for_throughput=16", "repeats=1", "rollout_repeats=1", "matmul_size=256", f"checkpoint={tiny_checkpoint(tmp_path / 'tiny')}",
+         "lewm.solver.iterations=2", "lewm.samples_for_throughput=16", "repeats=1", "rollout_repeats=1", "matmul_size=256", f"checkpoint={checkpoint}",
          "planner_config=" + str(ROOT / "configs" / "cem_goal.yaml")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )

@@ -42,11 +42,14 @@ REQUIRED = {
 }
 OPTIONAL = {
     "subgoal_images": "subgoal_images() -> list of (H, W, 3) uint8, intermediate goals in order",
-    "goal_state": "goal_state() -> (S,) array, the robot state the goal image shows",
-    "subgoal_states": "subgoal_states() -> list of (S,) arrays, the robot states the sub-goal images show",
     "expert_action": "expert_action(rng, noise) -> action, a scripted expert",
     "privileged_state": "privileged_state() -> {name: array}, simulator-only quantities recorded for diagnostics",
     "recorded_state": "recorded_state() -> {name: array}, the simulator state to record and reset to (goals=dataset)",
+}
+#: What a readout check (planners/readout_check.py) compares the readout of the goal and sub-goal images with.
+GOAL_STATES = {
+    "goal_state": "goal_state() -> (S,) array, the robot state the goal image shows",
+    "subgoal_states": "subgoal_states() -> list of (S,) arrays, the robot states the sub-goal images show",
 }
 
 
@@ -85,7 +88,7 @@ def require(env: Any, env_id: str, names: tuple[str, ...] = tuple(REQUIRED), pur
     (plus `hint`, e.g. an adapter that would supply it)."""
     missing = lacks(env, names)
     if missing:
-        described = "; ".join({**REQUIRED, **OPTIONAL}[name] for name in missing)
+        described = "; ".join({**REQUIRED, **OPTIONAL, **GOAL_STATES}[name] for name in missing)
         raise UserError(f"{env_id} ({type(env).__name__}) cannot be used for {purpose}: it lacks {described} "
                         f"(the goal-env protocol, common/goal_env.py){hint}")
 

@@ -78,3 +78,13 @@ def test_the_command_prints_a_table_and_a_json_line_or_says_there_is_no_readout(
     assert summary["images"] == ["sub-goal 1", "sub-goal 2", "goal", "start"] and summary["resets"] == 2
     assert lines[-6].split() == ["x", "y", "z"] and lines[-2].split()[0] == "start"
     assert all(len(row) == 3 and all(v >= 0 for v in row.values()) for row in summary["mean_abs_error"].values())
+
+
+def test_an_env_without_goal_states_is_told_what_it_lacks(tmp_path):
+    from common.errors import UserError
+    from tests.helpers import PointGoalEnv
+
+    model, _, _ = load_model(tiny_checkpoint(tmp_path / "ckpt", readout_dims=[0, 1]))
+    env = PointGoalEnv.make()
+    with pytest.raises(UserError, match=r"cannot be used for a readout check: it lacks goal_state\(\) -> \(S,\) array"):
+        readout_errors(model, env, [], 32, [0], torch.device("cpu"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 STATE_DIM = 7  # cartesian_position (6) + gripper_position (1)
 ACTION_DIM = 7  # Δxyz (3) + Δrpy (3) + gripper (1)
+STATE_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 GRIPPER_DIM = 6  # index of the gripper in states and actions
 ROTATION_DIMS = (3, 4, 5)

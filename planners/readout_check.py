@@ -28,6 +28,7 @@ import torch
 from common import goal_env
 from common.cli import command_line_keys
 from common.device import pick_device
+from common.droid import STATE_NAMES
 from common.errors import UserError
 from common.seeding import evaluation_seed
 from planners.cem_goal import model_env
@@ -35,8 +36,6 @@ from planners.episodes import observe_views
 from planners.factory import PlanConfig, load_model, plan_settings, set_threads
 from planners.mpc import frame_pixels
 from world_model.models import model_cameras
-
-STATE_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")  # the DROID state our Franka envs report
 
 
 def image_names(subgoals: int) -> list[str]:

@@ -102,17 +102,15 @@ def state_box(box: Mapping[int, Sequence[float]] | None, action_dim: int) -> tup
     changes (action dim d moves state dim d) and each range low <= high. None when empty."""
     if not box:
         return None
-    dims = sorted(int(d) for d in box)
+    ranges = {int(d): list(value) for d, value in box.items()}  # config.json keys are strings
+    dims = sorted(ranges)
     bad = [d for d in dims if not 0 <= d < action_dim]
     if bad:
         raise ValueError(f"mpc.state_box names state dim(s) {bad}; the model's actions change dims 0..{action_dim - 1}")
-    ranges = []
     for d in dims:
-        value = box[d] if d in box else box[str(d)]  # type: ignore[index]
-        if len(value) != 2 or float(value[0]) > float(value[1]):
-            raise ValueError(f"mpc.state_box[{d}] must be [low, high] with low <= high, got {list(value)}")
-        ranges.append([float(value[0]), float(value[1])])
-    limits = torch.tensor(ranges, dtype=torch.float32)
+        if len(ranges[d]) != 2 or float(ranges[d][0]) > float(ranges[d][1]):
+            raise ValueError(f"mpc.state_box[{d}] must be [low, high] with low <= high, got {ranges[d]}")
+    limits = torch.tensor([ranges[d] for d in dims], dtype=torch.float32)
     return dims, limits[:, 0], limits[:, 1]
 
 

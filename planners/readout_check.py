@@ -47,23 +47,24 @@ def readout_errors(model: Any, env: Any, cameras: list[str], image_size: int | N
                    device: torch.device) -> tuple[np.ndarray, list[str]]:
     """(len(seeds), images, readout dims) signed errors (readout - true state) and the image names, one reset per seed."""
     layer = goal_env.task(env)
+    env_id = env.spec.id if getattr(env, "spec", None) else type(layer).__name__
     needs = ("goal_state", "subgoal_states") if callable(getattr(layer, "subgoal_images", None)) else ("goal_state",)
-    goal_env.require(layer, env.spec.id if env.spec else type(layer).__name__, needs, "a readout check")
+    goal_env.require(layer, env_id, needs, "a readout check")
     dims = list(model.readout.dims)
+    views = cameras if len(cameras) > 1 else None  # the planner's convention: None for a one-view model
     errors, names = [], None
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
         frame, state = observe_views(env, obs, cameras or None)
         if state is None:
-            raise UserError(f"{env.spec.id if env.spec else type(layer).__name__}: the observation has no robot state "
-                            "to compare the readout of the start frame with")
+            raise UserError(f"{env_id}: the observation has no robot state to compare the readout of the start frame "
+                            "with")
         images = [*goal_env.subgoal_views(layer, cameras), goal_env.goal_views(layer, cameras), frame]
         states = [*(layer.subgoal_states() if "subgoal_states" in needs else []), layer.goal_state(), state]
         if len(images) != len(states):
             raise UserError(f"{type(layer).__name__}: {len(images) - 2} sub-goal images but {len(states) - 2} "
                             "sub-goal states (subgoal_states() must match subgoal_images())")
         names = names or image_names(len(images) - 2)
-        views = cameras if len(cameras) > 1 else None
         pixels = torch.stack([frame_pixels(image, views, image_size, name) for image, name in zip(images, names)])
         with torch.no_grad():
             readout = model.readout(model.encode(pixels[:, None].to(device))[:, 0]).cpu().numpy()

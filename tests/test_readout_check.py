@@ -9,12 +9,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_checkpoint
 
 import envs  # noqa: F401  (registers the Franka envs)
 from common.seeding import evaluation_seed
 from planners.factory import load_model
 from planners.readout_check import readout_errors
-from tests.helpers import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,8 +81,9 @@ def test_the_command_prints_a_table_and_a_json_line_or_says_there_is_no_readout(
 
 
 def test_an_env_without_goal_states_is_told_what_it_lacks(tmp_path):
+    from helpers import PointGoalEnv
+
     from common.errors import UserError
-    from tests.helpers import PointGoalEnv
 
     model, _, _ = load_model(tiny_checkpoint(tmp_path / "ckpt", readout_dims=[0, 1]))
     env = PointGoalEnv.make()

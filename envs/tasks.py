@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -14,6 +14,7 @@ from envs.franka_env import DOWN, FrankaEnv
 from envs.franka_model import FINGER_OPEN, PLATFORM_HALF
 
 GOAL_IK_ITERATIONS = 150
+PUSH_Z = 0.02  # TCP height while pushing (m)
 
 
 def _toward(delta: np.ndarray, gain: float, limit: float) -> np.ndarray:
@@ -64,13 +65,19 @@ class FrankaPushEnv(FrankaEnv):
     MIN_PUSH = 0.1
     MAX_PUSH = 0.2
     HALF = 0.025  # cube half size
-    PUSH_Z = 0.02  # TCP height while pushing
+    PUSH_Z = PUSH_Z
 
-    def __init__(self, goal_marker: bool = False, camera_view: str = "table", push_waypoints: int = 0, **kwargs):
+    def __init__(self, goal_marker: bool = False, camera_view: str = "table", push_waypoints: int = 0,
+                 approach_heights: Sequence[float] = (0.1, PUSH_Z), **kwargs):
         if push_waypoints < 0:
             raise ValueError(f"push_waypoints must be >= 0, got {push_waypoints}")
+        heights = [float(z) for z in approach_heights]
+        if not heights or heights[-1] != PUSH_Z or any(z < PUSH_Z for z in heights):
+            raise ValueError(f"approach_heights must be TCP heights (m) ending at the pushing height {PUSH_Z}, "
+                             f"none below it, got {list(approach_heights)}")
         super().__init__(cube=True, goal_marker=goal_marker, camera_view=camera_view, **kwargs)
         self.push_waypoints = int(push_waypoints)  # sub-goals along the push (cube part-way, the arm behind it)
+        self.approach_heights = heights  # the approach sub-goals: the arm above the pushing point, then lower, ...
         self._cube_qpos = self.model.joint("cube").qposadr[0]
         self._cube_body = self.model.body("cube").id
         self._goal_mocap = self.model.body("goal").mocapid[0] if goal_marker else None
@@ -114,13 +121,15 @@ class FrankaPushEnv(FrankaEnv):
 
     def _subgoal_configurations(self) -> list:
         """The expert's approach as images: the arm above a point behind the cube, then down at pushing height
-        (cube still at its start). From there the arm's way to its goal pose goes through the cube, so a planner
-        that matches the arm (which dominates the image) pushes the cube; straight from the start it does not.
+        (cube still at its start), one image per height in `approach_heights`. From there the arm's way to its goal
+        pose goes through the cube, so a planner that matches the arm (which dominates the image) pushes the cube;
+        straight from the start it does not. An intermediate height makes the descent two checked steps: a plan that
+        drifts sideways on the way down is corrected above the cube's top before it can land on it.
         With `push_waypoints` = k, k more images split the push itself: the cube i/(k+1) of the way to the goal
         and the arm behind it at pushing height, so the arm is held to the push line along the way."""
         start, direction = self._push_direction()
         behind = start - direction * (self.HALF + 0.035)
-        approach = [self._arm_at(np.array([*behind, z])) for z in (0.1, self.PUSH_Z)]
+        approach = [self._arm_at(np.array([*behind, z])) for z in self.approach_heights]
         yaw = _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])
         along = [self._pushed_to(start + (self.goal_pos - start) * i / (self.push_waypoints + 1), direction, yaw)
                  for i in range(1, self.push_waypoints + 1)]

@@ -364,13 +364,14 @@ def test_the_shipped_precise_reach_model_plans_its_own_task_with_no_arguments(mo
 
 def test_the_shipped_push_model_pushes_the_cube_with_no_arguments(monkeypatch):
     """checkpoints/push_default carries its task: FrankaPush-v0 at 96 px with the wrist camera beside the exterior one,
-    the gripper starting down, the push sub-goals and the fingers held closed; with nothing else given it plans there and pushes the cube toward its goal
+    the gripper starting down, the push sub-goals at three heights and the fingers held closed; with nothing else given it plans there and pushes the cube toward its goal
     (a random policy leaves it where it lies: 0.154 m from the goal at the end, about where it starts; README)."""
     from common.seeding import evaluation_seed
 
     made, summary = _plan_shipped(monkeypatch, "push_default", episodes=3, max_steps=30)
-    assert [(c.env_id, u.start_down, u.image_size, u.cameras, c.subgoals, c.fixed()) for c, u in made] == \
-        [("FrankaPush-v0", True, (96, 96), ["exterior_1_left", "wrist_left"], True, {3: 0.0, 4: 0.0, 5: 0.0, 6: 1.0})]
+    assert [(c.env_id, u.start_down, u.approach_heights, u.image_size, u.cameras, c.subgoals, c.fixed())
+            for c, u in made] == [("FrankaPush-v0", True, [0.1, 0.05, 0.02], (96, 96), ["exterior_1_left", "wrist_left"],
+                                   True, {3: 0.0, 4: 0.0, 5: 0.0, 6: 1.0})]
     env = gym.make("FrankaPush-v0", image_size=48)
     starts = []
     try:

@@ -237,6 +237,23 @@ def test_push_waypoints_split_the_push_into_subgoals_along_its_line():
         gym.make("FrankaPush-v0", push_waypoints=-1)
 
 
+def test_push_approach_heights_set_one_subgoal_per_height_above_the_pushing_point():
+    env = gym.make("FrankaPush-v0", image_size=32, approach_heights=[0.1, 0.05, 0.02])
+    try:
+        _, info = env.reset(seed=3)
+        assert len(info["subgoal_images"]) == 3
+        u = env.unwrapped
+        start, goal = u.cube_xy(), u.goal_pos
+        behind = start - (goal - start) / np.linalg.norm(goal - start) * (u.HALF + 0.035)
+        for state, z in zip(u.subgoal_states(), (0.1, 0.05, 0.02)):
+            np.testing.assert_allclose(state[:3], [*behind, z], atol=0.01)
+    finally:
+        env.close()
+    for bad in ([0.1], [0.1, 0.01, 0.02], []):  # must end at the pushing height, never go below it
+        with pytest.raises(ValueError, match=r"approach_heights must .* ending at the pushing height 0.02"):
+            gym.make("FrankaPush-v0", approach_heights=bad)
+
+
 @pytest.mark.parametrize("size", [96, 128])
 def test_larger_frames_and_the_table_view(size):
     env = gym.make("FrankaPush-v0", image_size=size)

@@ -10,7 +10,8 @@ along the executed actions. The cost is the sum of the terms `MPCConfig` asks fo
 The goal may be a sequence of images (sub-goals, as in V-JEPA 2-AC's pick-and-place): the planner aims
 at one at a time and moves to the next when the observed latent comes within `subgoal_latent` of it
 (or its readout within `subgoal_readout` metres), or after `subgoal_steps` of the model's steps on it (env steps / frameskip); the
-last image is the goal and is never left. Each plan appends a `PlanStep` to `trace` for diagnostics.
+last image is the goal and is never left. `subgoal_budget` caps the sub-goals' steps together: once spent, the planner
+aims at the goal, so an approach that stalls near each sub-goal cannot use up the episode. Each plan appends a `PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
 sub-goal as a dict camera -> image (H, W, 3); all views are encoded together into one latent per frame.
@@ -55,6 +56,7 @@ class MPCConfig:
     # radians; dims left out count 1, as metres); every dim named must be one the model's readout reads
     readout_scale: dict[int, float] | None = None
     subgoal_steps: int | None = None  # ... or after this many of the model's steps (actions) on one sub-goal
+    subgoal_budget: int | None = None  # the model's steps on all sub-goals together; once spent, on to the final goal
     # state dim -> [low, high]: the planned state (last observed + the planned deltas) is kept in this box, each unit
     # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
     state_box: dict[int, list[float]] | None = None
@@ -161,7 +163,7 @@ class MPCPlanner:
         single = isinstance(goal, Mapping) or (isinstance(goal, np.ndarray) and goal.ndim != 4)
         frames = [] if goal is None else [goal] if single else list(goal)
         self.goals = [self._encode(frame, "goal") for frame in frames]
-        self.goal_index, self.steps_on_goal = 0, 0
+        self.goal_index, self.steps_on_goal, self.steps_on_subgoals = 0, 0, 0
 
     @property
     def z_goal(self) -> torch.Tensor | None:
@@ -192,6 +194,15 @@ class MPCPlanner:
         readout = getattr(self.model, "readout", None)
         return (c.subgoal_readout is not None and readout is not None
                 and float(readout_gap(readout(z), readout(self.z_goal), self.readout_factors)) < c.subgoal_readout)
+
+    def _advance(self, z: torch.Tensor) -> None:
+        """Move past every sub-goal the observed latent `z` counts as having reached, or to the final goal once the
+        sub-goals' step budget is spent."""
+        last, budget = len(self.goals) - 1, self.config.subgoal_budget
+        if budget is not None and self.goal_index < last and self.steps_on_subgoals >= budget:
+            self.goal_index, self.steps_on_goal = last, 0
+        while self.goal_index < last and self._reached(z):
+            self.goal_index, self.steps_on_goal = self.goal_index + 1, 0
 
     def cost_terms(self, states: torch.Tensor | None) -> list[CostTerm]:
         """The terms of the cost toward the current goal, as the config asks."""
@@ -230,8 +241,7 @@ class MPCPlanner:
             raise RuntimeError("MPCPlanner.act needs reset(goal_frame) first")
         h = self.model.history
         z_now = self._encode(frame)
-        while self.goal_index < len(self.goals) - 1 and self._reached(z_now):
-            self.goal_index, self.steps_on_goal = self.goal_index + 1, 0
+        self._advance(z_now)
         if h > 1:  # the frames between the last plan and this one: observed ones, else the model's prediction
             for z, s in self.between + self.predicted[len(self.between):]:
                 self._remember(z, s)
@@ -251,6 +261,8 @@ class MPCPlanner:
         chosen = self.plan[: self.config.execute]
         self.executed = (self.executed + list(chosen))[-h:]
         self.steps_on_goal += len(chosen)
+        if self.goal_index < len(self.goals) - 1:
+            self.steps_on_subgoals += len(chosen)
         self.predicted = self._predict_between(context, past, states, chosen) if h > 1 and len(chosen) > 1 else []
         self.trace.append(self._plan_step(z_now, context, past, states, result))
         return chosen

@@ -131,6 +131,15 @@ def test_the_planner_moves_through_subgoals_by_step_budget_and_by_distance(tmp_p
         planner.act(goals[1])
         visited.append(planner.goal_index)
     assert visited == [0, 0, 1, 1, 2, 2]  # two steps each, and the last goal is never left
+    goals.insert(2, np.full((32, 32, 3), 150, np.uint8))  # three sub-goals, then the goal
+    planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1),
+                            MPCConfig(horizon=1, subgoal_steps=2, subgoal_budget=3), {}, torch.device("cpu"), 0)
+    planner.reset(goals)
+    visited = []
+    for _ in range(6):
+        planner.act(goals[1])
+        visited.append(planner.goal_index)
+    assert visited == [0, 0, 1, 3, 3, 3]  # the sub-goals' 3 steps spent: on to the goal, the third sub-goal skipped
     planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1),
                             MPCConfig(horizon=1, subgoal_latent=1e-6), {}, torch.device("cpu"), 0)
     planner.reset(goals)

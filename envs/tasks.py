@@ -216,9 +216,16 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
     RELEASED = 0.2  # gripper reading below which the fingers are off the cube (0 open .. 1 closed)
     GRASP_Q = 0.025  # finger opening that touches a 5 cm cube
     APPROACH_HEIGHT = 0.08  # m above the cube's centre: where the expert turns to the cube before going down
+    HALF = FrankaPushEnv.HALF
 
-    def __init__(self, camera_view: str = "table", wide_fingers: bool = True, **kwargs):
+    def __init__(self, camera_view: str = "table", wide_fingers: bool = True,
+                 approach_heights: Sequence[float] = (HALF + APPROACH_HEIGHT, HALF), **kwargs):
+        heights = [float(z) for z in approach_heights]
+        if not heights or heights[-1] != self.HALF or any(z < self.HALF for z in heights):
+            raise ValueError(f"approach_heights must be TCP heights (m) ending at the cube's centre {self.HALF}, "
+                             f"none below it, got {list(approach_heights)}")
         FrankaEnv.__init__(self, cube=True, platform=True, camera_view=camera_view, wide_fingers=wide_fingers, **kwargs)
+        self.approach_heights = heights  # the open approach sub-goals: above the cube, ..., around it
         self._cube_qpos = self.model.joint("cube").qposadr[0]
         self._cube_body = self.model.body("cube").id
         self._goal_mocap = None
@@ -259,12 +266,12 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
     def _subgoal_configurations(self) -> list:
         """The expert's phases as images: open above the cube (turned to it), open around it, closed on it, the cube
         carried above the goal. Without the two open approach images the planner went straight for the grasp image
-        and knocked the cube away on the way down (0 % on 3 x 10 held-out goals)."""
+        and knocked the cube away on the way down (0 % on 3 x 10 held-out goals). The open images are one per TCP
+        height in `approach_heights` (the cube starts on the table, its centre at HALF)."""
         start, yaw = self.cube_pos(self.data), _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])
         carry = max(start[2], self.goal_pos[2]) + self.CARRY_CLEARANCE
-        above = start + np.array([0.0, 0.0, self.APPROACH_HEIGHT])
-        return [lambda d: self._open_at(d, above, yaw),
-                lambda d: self._open_at(d, start, yaw),
+        approach = [np.array([*start[:2], start[2] + z - self.HALF]) for z in self.approach_heights]
+        return [*(lambda d, tcp=tcp: self._open_at(d, tcp, yaw) for tcp in approach),
                 lambda d: self._hold(d, start, yaw),
                 lambda d: self._hold(d, np.array([*self.goal_pos[:2], carry]), yaw)]
 

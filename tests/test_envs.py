@@ -405,3 +405,21 @@ def test_the_pick_and_place_expert_holds_still_without_noise_while_slow_fingers_
         assert holding >= 5  # the fingers took several steps to close
     finally:
         env.close()
+
+
+def test_pick_and_place_approach_heights_set_one_open_subgoal_per_height_above_the_cube():
+    env = gym.make("FrankaPickPlace-v0", image_size=32, approach_heights=[0.105, 0.065, 0.025])
+    try:
+        _, info = env.reset(seed=3)
+        assert len(info["subgoal_images"]) == 5  # three open approach images, grasped, carried
+        u = env.unwrapped
+        cube = u.cube_pos()
+        states = u.subgoal_states()
+        for state, z in zip(states[:3], (0.105, 0.065, 0.025)):
+            np.testing.assert_allclose(state[:3], [*cube[:2], z], atol=0.01)
+            assert state[6] < u.RELEASED  # open
+        assert states[3][6] > u.RELEASED  # then closed on the cube
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match=r"approach_heights must .* ending at the cube's centre 0.025"):
+        gym.make("FrankaPickPlace-v0", approach_heights=[0.105, 0.065])

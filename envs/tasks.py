@@ -14,7 +14,16 @@ from envs.franka_env import DOWN, FrankaEnv
 from envs.franka_model import FINGER_OPEN, PLATFORM_HALF
 
 GOAL_IK_ITERATIONS = 150
-PUSH_Z = 0.02  # TCP height while pushing (m)
+
+
+def _approach_heights(heights: Sequence[float], end: float, where: str) -> list[float]:
+    """The TCP heights (m) of an approach's sub-goal images, checked: they end at the working height `end` (named by
+    `where`) and none goes below it."""
+    checked = [float(z) for z in heights]
+    if not checked or checked[-1] != end or any(z < end for z in checked):
+        raise ValueError(f"approach_heights must be TCP heights (m) ending at {where} {end}, none below it, "
+                         f"got {list(heights)}")
+    return checked
 
 
 def _toward(delta: np.ndarray, gain: float, limit: float) -> np.ndarray:
@@ -65,16 +74,13 @@ class FrankaPushEnv(FrankaEnv):
     MIN_PUSH = 0.1
     MAX_PUSH = 0.2
     HALF = 0.025  # cube half size
-    PUSH_Z = PUSH_Z
+    PUSH_Z = 0.02  # TCP height while pushing
 
     def __init__(self, goal_marker: bool = False, camera_view: str = "table", push_waypoints: int = 0,
                  approach_heights: Sequence[float] = (0.1, PUSH_Z), **kwargs):
         if push_waypoints < 0:
             raise ValueError(f"push_waypoints must be >= 0, got {push_waypoints}")
-        heights = [float(z) for z in approach_heights]
-        if not heights or heights[-1] != PUSH_Z or any(z < PUSH_Z for z in heights):
-            raise ValueError(f"approach_heights must be TCP heights (m) ending at the pushing height {PUSH_Z}, "
-                             f"none below it, got {list(approach_heights)}")
+        heights = _approach_heights(approach_heights, self.PUSH_Z, "the pushing height")
         super().__init__(cube=True, goal_marker=goal_marker, camera_view=camera_view, **kwargs)
         self.push_waypoints = int(push_waypoints)  # sub-goals along the push (cube part-way, the arm behind it)
         self.approach_heights = heights  # the approach sub-goals: the arm above the pushing point, then lower, ...
@@ -216,14 +222,12 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
     RELEASED = 0.2  # gripper reading below which the fingers are off the cube (0 open .. 1 closed)
     GRASP_Q = 0.025  # finger opening that touches a 5 cm cube
     APPROACH_HEIGHT = 0.08  # m above the cube's centre: where the expert turns to the cube before going down
-    HALF = FrankaPushEnv.HALF
 
     def __init__(self, camera_view: str = "table", wide_fingers: bool = True,
-                 approach_heights: Sequence[float] = (HALF + APPROACH_HEIGHT, HALF), **kwargs):
-        heights = [float(z) for z in approach_heights]
-        if not heights or heights[-1] != self.HALF or any(z < self.HALF for z in heights):
-            raise ValueError(f"approach_heights must be TCP heights (m) ending at the cube's centre {self.HALF}, "
-                             f"none below it, got {list(approach_heights)}")
+                 approach_heights: Sequence[float] | None = None, **kwargs):
+        if approach_heights is None:  # above the cube (where the expert turns to it), then around it
+            approach_heights = (self.HALF + self.APPROACH_HEIGHT, self.HALF)
+        heights = _approach_heights(approach_heights, self.HALF, "the cube's centre")
         FrankaEnv.__init__(self, cube=True, platform=True, camera_view=camera_view, wide_fingers=wide_fingers, **kwargs)
         self.approach_heights = heights  # the open approach sub-goals: above the cube, ..., around it
         self._cube_qpos = self.model.joint("cube").qposadr[0]

@@ -11,7 +11,8 @@ The goal may be a sequence of images (sub-goals, as in V-JEPA 2-AC's pick-and-pl
 at one at a time and moves to the next when the observed latent comes within `subgoal_latent` of it
 (or its readout within `subgoal_readout` metres), or after `subgoal_steps` of the model's steps on it (env steps / frameskip); the
 last image is the goal and is never left. `subgoal_budget` caps the sub-goals' steps together: once spent, the planner
-aims at the goal, so an approach that stalls near each sub-goal cannot use up the episode. Each plan appends a `PlanStep` to `trace` for diagnostics.
+aims at the goal, so an approach that stalls near each sub-goal cannot use up the episode. Each plan appends a
+`PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
 sub-goal as a dict camera -> image (H, W, 3); all views are encoded together into one latent per frame.

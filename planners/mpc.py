@@ -11,7 +11,9 @@ The goal may be a sequence of images (sub-goals, as in V-JEPA 2-AC's pick-and-pl
 at one at a time and moves to the next when the observed latent comes within `subgoal_latent` of it
 (or its readout within `subgoal_readout` metres), or after `subgoal_steps` of the model's steps on it (env steps / frameskip); the
 last image is the goal and is never left. `subgoal_budget` caps the sub-goals' steps together: once spent, the planner
-aims at the goal, so an approach that stalls near each sub-goal cannot use up the episode. Each plan appends a
+aims at the goal, so an approach that stalls near each sub-goal cannot use up the episode. `subgoal_stall` catches
+that stall where it happens: a sub-goal whose readout is within `subgoal_near` metres and has not come closer by
+`subgoal_gain` for that many steps counts as reached (the arm is as close as this model gets it). Each plan appends a
 `PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
@@ -58,6 +60,9 @@ class MPCConfig:
     readout_scale: dict[int, float] | None = None
     subgoal_steps: int | None = None  # ... or after this many of the model's steps (actions) on one sub-goal
     subgoal_budget: int | None = None  # the model's steps on all sub-goals together; once spent, on to the final goal
+    subgoal_stall: int | None = None  # ... or when the readout gap, within subgoal_near, has not improved for this many steps
+    subgoal_near: float = 0.03  # m: how close a stalled readout must be to count as arrived
+    subgoal_gain: float = 0.002  # m: an improvement of the best readout gap smaller than this counts as none
     # state dim -> [low, high]: the planned state (last observed + the planned deltas) is kept in this box, each unit
     # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
     state_box: dict[int, list[float]] | None = None
@@ -135,6 +140,9 @@ class MPCPlanner:
         if config.readout_weight and readout is None:
             raise ValueError("mpc.readout_weight > 0 needs a checkpoint with a state readout (trained with "
                              "model.readout_weight > 0); pass mpc.readout_weight=0 for this one")
+        if config.subgoal_stall is not None and readout is None:
+            raise ValueError("mpc.subgoal_stall watches the readout's distance to the sub-goal: it needs a checkpoint "
+                             "with a state readout; pass mpc.subgoal_stall=null for this one")
         # (R,) metres per unit of each readout output (config.readout_scale as a tensor), or None
         self.readout_factors = readout_scale(getattr(readout, "dims", None), config.readout_scale)
         self.state_box = state_box(config.state_box, len(bounds.low))  # (dims, low, high) or None
@@ -164,7 +172,13 @@ class MPCPlanner:
         single = isinstance(goal, Mapping) or (isinstance(goal, np.ndarray) and goal.ndim != 4)
         frames = [] if goal is None else [goal] if single else list(goal)
         self.goals = [self._encode(frame, "goal") for frame in frames]
-        self.goal_index, self.steps_on_goal, self.steps_on_subgoals = 0, 0, 0
+        self._next_goal(0)
+        self.steps_on_subgoals = 0
+
+    def _next_goal(self, index: int) -> None:
+        """Aim at goal `index` from now on: its step count and its stall watch start afresh."""
+        self.goal_index, self.steps_on_goal = index, 0
+        self.best_gap, self.best_gap_step = float("inf"), 0  # the closest readout gap to it so far, and when
 
     @property
     def z_goal(self) -> torch.Tensor | None:
@@ -193,17 +207,25 @@ class MPCPlanner:
         if c.subgoal_latent is not None and float(latent_distance(z[None, None], self.z_goal, c.metric)) < c.subgoal_latent:
             return True
         readout = getattr(self.model, "readout", None)
-        return (c.subgoal_readout is not None and readout is not None
-                and float(readout_gap(readout(z), readout(self.z_goal), self.readout_factors)) < c.subgoal_readout)
+        if readout is None or (c.subgoal_readout is None and c.subgoal_stall is None):
+            return False
+        gap = float(readout_gap(readout(z), readout(self.z_goal), self.readout_factors))
+        if c.subgoal_readout is not None and gap < c.subgoal_readout:
+            return True
+        if c.subgoal_stall is None:
+            return False
+        if gap < self.best_gap - c.subgoal_gain:
+            self.best_gap, self.best_gap_step = gap, self.steps_on_goal
+        return gap < c.subgoal_near and self.steps_on_goal - self.best_gap_step >= c.subgoal_stall
 
     def _advance(self, z: torch.Tensor) -> None:
         """Move past every sub-goal the observed latent `z` counts as having reached, or to the final goal once the
         sub-goals' step budget is spent."""
         last, budget = len(self.goals) - 1, self.config.subgoal_budget
         if budget is not None and self.goal_index < last and self.steps_on_subgoals >= budget:
-            self.goal_index, self.steps_on_goal = last, 0
+            self._next_goal(last)
         while self.goal_index < last and self._reached(z):
-            self.goal_index, self.steps_on_goal = self.goal_index + 1, 0
+            self._next_goal(self.goal_index + 1)
 
     def cost_terms(self, states: torch.Tensor | None) -> list[CostTerm]:
         """The terms of the cost toward the current goal, as the config asks."""

@@ -147,6 +147,37 @@ def test_the_planner_moves_through_subgoals_by_step_budget_and_by_distance(tmp_p
     assert planner.goal_index == 1 and planner.trace[0].goal_index == 1
 
 
+def test_a_subgoal_whose_readout_stalls_near_it_counts_as_reached(tmp_path):
+    from planners.factory import SolverConfig, build_planner, load_model
+    from planners.mpc import MPCConfig
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt", readout_dims=[0, 1, 2]))
+    goals = [np.full((32, 32, 3), v, np.uint8) for v in (0, 100, 200)]
+    with torch.no_grad():
+        gap = float((model.readout(_encode(model, goals[1])) - model.readout(_encode(model, goals[0]))).norm())
+
+    def visits(**stall):
+        planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1),
+                                MPCConfig(horizon=1, readout_weight=0.0, **stall), {}, torch.device("cpu"), 0)
+        planner.reset(goals)
+        visited = []
+        for _ in range(6):
+            planner.act(goals[1])  # the same frame: the gap to each sub-goal never improves
+            visited.append(planner.goal_index)
+        return visited
+
+    assert gap > 0
+    assert visits(subgoal_stall=2, subgoal_near=gap * 1.01) == [0, 0, 1, 1, 2, 2]  # 2 steps without progress each
+    assert visits(subgoal_stall=2, subgoal_near=gap * 0.99) == [0] * 6  # stalled, but not near: keep going
+    with pytest.raises(ValueError, match="subgoal_stall.*readout"):
+        build_planner(load_model(tiny_checkpoint(tmp_path / "plain"))[0], config, SolverConfig(),
+                      MPCConfig(horizon=1, subgoal_stall=2), {}, torch.device("cpu"), 0)
+
+
+def _encode(model, image: np.ndarray) -> torch.Tensor:
+    return model.encode(torch.from_numpy(image).permute(2, 0, 1)[None, None])[0, 0]
+
+
 def test_a_checkpoint_carries_its_task_and_planner_and_the_command_line_wins(tmp_path):
     import json as json_
 

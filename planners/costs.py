@@ -5,7 +5,8 @@ model out for all K candidates in one batched call per step (the model's `rollou
 Terms: `LatentGoalCost` (distance between predicted and goal latents), `ReadoutGoalCost` (the model's
 state readout of predicted vs goal latents, in metres; `readout_scale` turns other units, such as a yaw in radians,
 into metres), `StateBoxCost` (keeps the planned robot state inside the box the data covered, where the model's
-predictions and readout hold), `StateGoalCost` (the true goal state: oracle checks only). Each reduces over the horizon itself (its last step, or the sum).
+predictions and readout hold), `ActionCost` (the planned moves' size: no move the goal terms do not repay),
+`StateGoalCost` (the true goal state: oracle checks only). Each reduces over the horizon itself (its last step, or the sum).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.protocols import CostFn, CostTerm, WorldModelLike
+from planners.protocols import Bounds, CostFn, CostTerm, WorldModelLike
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -133,6 +134,37 @@ class StateBoxCost:
         low, high = self.low.to(actions), self.high.to(actions)
         outside = (low - reached).clamp_min(0) + (reached - high).clamp_min(0)
         return self.weight * outside.sum(dim=(1, 2))
+
+
+@dataclass
+class ActionCost:
+    """The planned actions' size: per dim, weight x |action| in units of that dim's half-range, summed over the
+    dims and the horizon (L1). A plan moves only as far as the goal terms repay: near a goal they are flat to
+    within the model's noise, and the best of the sampled plans is then a random full-range move (pick-and-place:
+    the hand jittered +-2-3 cm step to step around a sub-goal with 1.5 cm of clearance). For delta actions only
+    (an absolute gripper command's size is not a motion)."""
+
+    dims: list[int]
+    weights: torch.Tensor  # (B,) per dim in `dims`: cost per half-range
+    span: torch.Tensor  # (B,) the half-range of each
+
+    def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        size = actions[..., self.dims].abs() / self.span.to(actions)  # (K, H, B)
+        return (size * self.weights.to(actions)).sum(dim=(1, 2))
+
+
+def action_cost(weights: Mapping[int, float] | None, bounds: Bounds) -> ActionCost | None:
+    """The `mpc.action_cost` term for these bounds (None for none); a dim outside the actions, or held fixed, is
+    refused in one line."""
+    if not weights:
+        return None
+    dims = [int(d) for d in weights]
+    bad = [d for d in dims if not 0 <= d < len(bounds.low) or d in bounds.fixed or bounds.high[d] <= bounds.low[d]]
+    if bad:
+        raise ValueError(f"mpc.action_cost: dims {bad} are not free action dims (actions have {len(bounds.low)} "
+                         f"dims, fixed {sorted(bounds.fixed)})")
+    span = (bounds.high[dims] - bounds.low[dims]) / 2
+    return ActionCost(dims, torch.tensor([float(weights[d]) for d in weights]), span)
 
 
 @dataclass

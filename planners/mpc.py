@@ -36,6 +36,7 @@ from planners.costs import (
     ReadoutGoalCost,
     StateBoxCost,
     StateGoalCost,
+    action_cost,
     latent_distance,
     readout_gap,
     readout_scale,
@@ -67,6 +68,9 @@ class MPCConfig:
     # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
     state_box: dict[int, list[float]] | None = None
     state_box_weight: float = 10.0
+    # action dim -> cost per half-range of its planned size, summed over the horizon (delta dims only; e.g.
+    # {0: 0.05, 1: 0.05, 2: 0.05}): the plan moves only as far as the goal terms repay
+    action_cost: dict[int, float] | None = None
     precision: str = "float32"  # float32 | bfloat16: the rollouts' matrix products (costs stay float32)
 
 
@@ -146,6 +150,7 @@ class MPCPlanner:
         # (R,) metres per unit of each readout output (config.readout_scale as a tensor), or None
         self.readout_factors = readout_scale(getattr(readout, "dims", None), config.readout_scale)
         self.state_box = state_box(config.state_box, len(bounds.low))  # (dims, low, high) or None
+        self.action_cost = action_cost(config.action_cost, bounds)
         self.device = torch.device(device)
         self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
@@ -234,6 +239,8 @@ class MPCPlanner:
         if c.readout_weight:
             terms.append(ReadoutGoalCost(self.model.readout, self.z_goal, c.readout_weight, c.final_only,
                                          self.readout_factors))
+        if self.action_cost is not None:
+            terms.append(self.action_cost)
         if self.state_box is not None:
             if not self.states:
                 raise RuntimeError("mpc.state_box needs the observed robot state: pass state= to act()")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -250,3 +251,36 @@ def test_a_planner_outside_its_state_box_plans_back_into_it():
                 planner.act(frame)
     assert first_yaw[False] < -0.12  # turning back as fast as the bounds allow
     assert first_yaw[True] > -0.12  # the toy's latent cost alone does not ask for it
+
+
+def test_the_action_cost_charges_each_planned_moves_size_in_half_ranges():
+    from planners.costs import action_cost
+
+    bounds = Bounds.droid(fixed={3: 0.0})  # position 0.075 m, rotation 0.15 rad per step
+    term = action_cost({"0": 0.1, 5: 1.0}, bounds)  # keys as config.json has them
+    actions = torch.zeros(2, 3, 7)
+    actions[0, :, 0] = 0.075  # a full-range x move on each of 3 steps
+    actions[1, 0, 5] = -0.075  # half the yaw range, once
+    actions[:, :, 6] = 1.0  # the gripper command is not charged
+    assert torch.allclose(term(None, actions), torch.tensor([0.3, 0.5]))
+    assert action_cost(None, bounds) is None and action_cost({}, bounds) is None
+    for bad in ({3: 0.1}, {7: 0.1}):  # held fixed; not an action dim
+        with pytest.raises(ValueError, match="not free action dims"):
+            action_cost(bad, bounds)
+
+
+def test_a_heavy_action_cost_makes_the_planner_hold_still(tmp_path):
+    from helpers import tiny_checkpoint
+
+    from planners.factory import SolverConfig, build_planner, load_model
+    from planners.mpc import MPCConfig
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt"))
+    goal, frame = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 120, np.uint8)
+    moves = []
+    for cost in (None, {0: 1e3, 1: 1e3, 2: 1e3}):
+        planner = build_planner(model, config, SolverConfig(samples=32, elites=4, iterations=3),
+                                MPCConfig(horizon=2, action_cost=cost), {3: 0.0, 4: 0.0, 5: 0.0}, torch.device("cpu"), 0)
+        planner.reset(goal)
+        moves.append(float(planner.act(frame)[0, :3].abs().max()))
+    assert moves[1] < 0.1 * moves[0]  # the plan is the mean (no move) rather than the best full-range sample

@@ -13,7 +13,10 @@ at one at a time and moves to the next when the observed latent comes within `su
 last image is the goal and is never left. `subgoal_budget` caps the sub-goals' steps together: once spent, the planner
 aims at the goal, so an approach that stalls near each sub-goal cannot use up the episode. `subgoal_stall` catches
 that stall where it happens: a sub-goal whose readout is within `subgoal_near` metres and has not come closer by
-`subgoal_gain` for that many steps counts as reached (the arm is as close as this model gets it). Each plan appends a
+`subgoal_gain` for that many steps counts as reached (the arm is as close as this model gets it). With
+`subgoal_gripper` (the gripper's action and state dim) the gripper command is not planned on a sub-goal but held where
+that sub-goal's image shows it (the model's readout of it: closed above `gripper_closed`): open on the approach,
+closed on the grasp and the carry, as the expert does; on the final goal it is planned. Each plan appends a
 `PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
@@ -64,6 +67,10 @@ class MPCConfig:
     subgoal_stall: int | None = None  # ... or when the readout gap, within subgoal_near, has not improved for this many steps
     subgoal_near: float = 0.03  # m: how close a stalled readout must be to count as arrived
     subgoal_gain: float = 0.002  # m: an improvement of the best readout gap smaller than this counts as none
+    # the gripper's dim (action and state): on each sub-goal held at 1 (closed) or 0 (open) as the model reads the
+    # sub-goal image's gripper state (closed above gripper_closed), not planned; on the final goal, planned
+    subgoal_gripper: int | None = None
+    gripper_closed: float = 0.25
     # state dim -> [low, high]: the planned state (last observed + the planned deltas) is kept in this box, each unit
     # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
     state_box: dict[int, list[float]] | None = None
@@ -147,6 +154,10 @@ class MPCPlanner:
         if config.subgoal_stall is not None and readout is None:
             raise ValueError("mpc.subgoal_stall watches the readout's distance to the sub-goal: it needs a checkpoint "
                              "with a state readout; pass mpc.subgoal_stall=null for this one")
+        gripper = config.subgoal_gripper
+        if gripper is not None and (gripper not in getattr(readout, "dims", []) or not 0 <= gripper < len(bounds.low)):
+            raise ValueError(f"mpc.subgoal_gripper={gripper}: needs a readout of that state dim (this checkpoint reads "
+                             f"{getattr(readout, 'dims', None)}) and an action dim of that index ({len(bounds.low)} dims)")
         # (R,) metres per unit of each readout output (config.readout_scale as a tensor), or None
         self.readout_factors = readout_scale(getattr(readout, "dims", None), config.readout_scale)
         self.state_box = state_box(config.state_box, len(bounds.low))  # (dims, low, high) or None
@@ -177,6 +188,7 @@ class MPCPlanner:
         single = isinstance(goal, Mapping) or (isinstance(goal, np.ndarray) and goal.ndim != 4)
         frames = [] if goal is None else [goal] if single else list(goal)
         self.goals = [self._encode(frame, "goal") for frame in frames]
+        self.goal_bounds = self._bounds_per_goal()
         self._next_goal(0)
         self.steps_on_subgoals = 0
 
@@ -184,6 +196,20 @@ class MPCPlanner:
         """Aim at goal `index` from now on: its step count and its stall watch start afresh."""
         self.goal_index, self.steps_on_goal = index, 0
         self.best_gap, self.best_gap_step = float("inf"), 0  # the closest readout gap to it so far, and when
+
+    @torch.no_grad()
+    def _bounds_per_goal(self) -> list[Bounds]:
+        """The action bounds on each goal: the gripper held as each sub-goal image shows it (`subgoal_gripper`)."""
+        dim, base = self.config.subgoal_gripper, self.bounds
+        if dim is None:
+            return [base] * len(self.goals)
+        readout = self.model.readout
+        bounds = []
+        for z in self.goals[:-1]:
+            closed = float(readout(z)[readout.dims.index(dim)]) > self.config.gripper_closed
+            value = min(max(1.0 if closed else 0.0, float(base.low[dim])), float(base.high[dim]))
+            bounds.append(Bounds(base.low, base.high, {**base.fixed, dim: value}))
+        return bounds + [base]
 
     @property
     def z_goal(self) -> torch.Tensor | None:
@@ -285,7 +311,7 @@ class MPCPlanner:
         if self.plan is not None:  # warm start: the previous plan shifted by what was executed
             init = self.plan[self.config.execute:]
         start = time.perf_counter()
-        result = self.solver.solve(cost, self.config.horizon, self.bounds, init)
+        result = self.solver.solve(cost, self.config.horizon, self.goal_bounds[self.goal_index], init)
         self.plan_seconds.append(time.perf_counter() - start)
         self.plan = result.actions.detach().cpu()
         chosen = self.plan[: self.config.execute]

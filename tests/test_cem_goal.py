@@ -174,6 +174,29 @@ def test_a_subgoal_whose_readout_stalls_near_it_counts_as_reached(tmp_path):
                       MPCConfig(horizon=1, subgoal_stall=2), {}, torch.device("cpu"), 0)
 
 
+def test_the_gripper_is_held_as_each_subgoal_image_shows_it_and_planned_on_the_goal(tmp_path):
+    from planners.factory import SolverConfig, build_planner, load_model
+    from planners.mpc import MPCConfig
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt", readout_dims=[0, 1, 2, 6]))
+    goals = [np.full((32, 32, 3), v, np.uint8) for v in (0, 100, 200)]
+    with torch.no_grad():
+        read = [float(model.readout(_encode(model, g))[3]) for g in goals]  # the gripper each image shows, per the model
+    assert read[0] != read[1]
+    mpc = MPCConfig(horizon=1, readout_weight=0.0, subgoal_steps=1, subgoal_gripper=6,
+                    gripper_closed=(read[0] + read[1]) / 2)  # one sub-goal reads closed, the other open
+    planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1), mpc, {3: 0.0, 4: 0.0},
+                            torch.device("cpu"), 0)
+    planner.reset(goals)
+    held = [float(planner.act(goals[0])[0, 6]) for _ in range(2)]
+    assert held == [float(read[0] > read[1]), float(read[1] > read[0])]  # closed = 1, open = 0
+    assert 6 not in planner.goal_bounds[2].fixed  # the final goal: the gripper is planned
+    plain, plain_config, _ = load_model(tiny_checkpoint(tmp_path / "plain", readout_dims=[0, 1, 2]))
+    with pytest.raises(ValueError, match="subgoal_gripper=6.*reads \\[0, 1, 2\\]"):
+        build_planner(plain, plain_config, SolverConfig(), MPCConfig(horizon=1, subgoal_gripper=6), {},
+                      torch.device("cpu"), 0)
+
+
 def _encode(model, image: np.ndarray) -> torch.Tensor:
     return model.encode(torch.from_numpy(image).permute(2, 0, 1)[None, None])[0, 0]
 

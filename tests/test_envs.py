@@ -423,3 +423,17 @@ def test_pick_and_place_approach_heights_set_one_open_subgoal_per_height_above_t
         env.close()
     with pytest.raises(ValueError, match=r"approach_heights must .* ending at the cube's centre 0.025"):
         gym.make("FrankaPickPlace-v0", approach_heights=[0.105, 0.065])
+
+
+def test_pick_and_place_place_subgoal_sets_the_cube_down_at_the_goal_still_held():
+    env = gym.make("FrankaPickPlace-v0", image_size=32, place_subgoal=True)
+    try:
+        _, info = env.reset(seed=3)
+        assert len(info["subgoal_images"]) == 5  # above, around, grasped, carried, placed
+        u = env.unwrapped
+        carried, placed = u.subgoal_states()[3:]
+        np.testing.assert_allclose(carried[:2], placed[:2], atol=0.01)  # straight down from the carry
+        np.testing.assert_allclose(placed[:3], u.goal_pos, atol=0.01)  # the TCP at the cube's centre, on the goal
+        assert carried[2] > placed[2] + 0.05 and placed[6] > u.RELEASED  # lower, and still closed on it
+    finally:
+        env.close()

@@ -11,7 +11,9 @@ recorded beside each step for probes and ablations, never an input of the models
 (the unit of `task_distance()` for plots and logs: `distance_unit(env)`, "m" when absent) and `recorded_state() ->
 {name: array}` (the simulator state collection records per step under `observation/sim_state/<name>`;
 `reset(options={name: value, ..., "goal_" + name: value})` then starts from one recorded step and aims at another:
-`goals=dataset`). Our Franka envs implement it directly (their dataset goals restart from the recorded joint
+`goals=dataset`) and `milestones() -> {name: bool}` (which stages of the task hold in the current state, e.g.
+pick-and-place's grasped / lifted / over_goal: the evaluation reports how many episodes got how far, from the
+simulator, for diagnostics only). Our Franka envs implement it directly (their dataset goals restart from the recorded joint
 positions); any env can.
 
 Several cameras (a model trained on `data.cameras`): `goal_image(camera=NAME)` (and `subgoal_images(camera=NAME)`)
@@ -45,6 +47,7 @@ OPTIONAL = {
     "expert_action": "expert_action(rng, noise) -> action, a scripted expert",
     "privileged_state": "privileged_state() -> {name: array}, simulator-only quantities recorded for diagnostics",
     "recorded_state": "recorded_state() -> {name: array}, the simulator state to record and reset to (goals=dataset)",
+    "milestones": "milestones() -> {name: bool}, the task's stages true in the current state (diagnostics)",
 }
 #: What a readout check (planners/readout_check.py) compares the readout of the goal and sub-goal images with.
 GOAL_STATES = {

@@ -256,6 +256,16 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
     def is_success(self, distance: float) -> bool:
         return distance < self.success_threshold and float(self.state()[6]) < self.RELEASED
 
+    def milestones(self) -> dict[str, bool]:
+        """How far the current state is along the task (goal-env protocol; diagnostics, from the simulator): the
+        cube held between closed fingers (not fingers shut on nothing), held 3 cm above the table, held within the
+        success radius of the goal's xy."""
+        pos, cube, reading = self.tcp_pose()[0], self.cube_pos(), float(self.state()[6])
+        grasped = bool(np.linalg.norm(pos - cube) < 0.03 and 0.3 < reading < 0.9)
+        lifted = grasped and bool(cube[2] > self.HALF + 0.03)
+        over_goal = lifted and bool(np.linalg.norm(cube[:2] - self.goal_pos[:2]) < self.success_threshold)
+        return {"grasped": grasped, "lifted": lifted, "over_goal": over_goal}
+
     def _hold(self, data: mujoco.MjData, cube_pos: np.ndarray, yaw: float) -> None:
         """Arm at a grasp of a cube centred at `cube_pos` (yaw-aligned), fingers closed on it."""
         self._open_at(data, cube_pos, yaw)

@@ -223,7 +223,8 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
             skipped += 1
         results.append(result)
         print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps, "
-              f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step")
+              f"final distance {result.final_distance:.3f}, {result.plan_seconds_per_step:.3f} s planning per step"
+              + "".join(f", {name} at {step}" for name, step in result.milestones.items() if step is not None))
         if out:
             write_video(result, out / f"episode_{episode:03d}.mp4")
             episode_plot(result, out / f"episode_{episode:03d}.png")
@@ -245,9 +246,14 @@ def evaluate(config: PlanConfig) -> dict[str, Any]:
         "max_steps": config.max_steps, "device": str(device), "torch_threads": threads,
         "goal_source": "env" if goals is None else f"{g.root}:{g.split}+{g.offset}",
         "cameras": cameras or None, "goals_reached_at_start_skipped": skipped,
+        # the env's stages (goal-env `milestones`, e.g. pick-and-place: grasped, lifted, over_goal): the fraction of
+        # episodes that got there, from the simulator (diagnostics)
+        "milestones": {name: float(np.mean([r.milestones.get(name) is not None for r in results]))
+                       for name in results[0].milestones} if results and results[0].milestones else None,
     }
     print(f"{config.env_id}: {int(successes.sum())}/{len(results)} successes, mean final distance "
           f"{summary['mean_final_distance']:.3f}, {summary['mean_plan_seconds_per_step']:.3f} s planning per step"
+          + "".join(f", {name} {share:.0%}" for name, share in (summary["milestones"] or {}).items())
           + (f"; videos and plots in {out}" if out else "") + "; the JSON summary follows")
     return summary
 

@@ -35,6 +35,7 @@ class EpisodeResult:
     trace: list[PlanStep] = field(repr=False, default_factory=list)  # one entry per plan (planner agents)
     distance_unit: str = "m"  # the unit of the env's task distance (common.goal_env.distance_unit)
     readout_dims: tuple[int, ...] | None = None  # the state dims the planner's readout reads (trace's readouts)
+    milestones: dict[str, int | None] = field(default_factory=dict)  # the env's stages: the first step each held
 
     @property
     def steps_to_success(self) -> int | None:
@@ -149,6 +150,9 @@ def run_episode(env: Any, agent: Agent, max_steps: int, seed: int | None = None,
         result.final_distance = float(task.task_distance())
         result.success = bool(task.is_success(result.final_distance))
         result.distances.append(result.final_distance)
+        for name, reached in (task.milestones() if hasattr(task, "milestones") else {}).items():
+            if result.milestones.get(name) is None:
+                result.milestones[name] = result.steps if reached else None
         if isinstance(obs, dict) and "state" in obs:
             result.states.append(np.asarray(obs["state"], dtype=np.float32))
         if record:

@@ -42,13 +42,17 @@ def evaluate_seeds(config: EvaluateConfig) -> dict[str, Any]:
     per_seed = [evaluate(dataclasses.replace(config, seed=int(seed), video_dir=None)) for seed in config.seeds]
     success, success_se = mean_stderr([r["success_rate"] for r in per_seed])
     distance, distance_se = mean_stderr([r["mean_final_distance"] for r in per_seed])
+    milestones = per_seed[0].get("milestones") or {}
     return {
         "success_rate": success, "success_rate_stderr": success_se,
         "mean_final_distance": distance, "mean_final_distance_stderr": distance_se,
         "mean_plan_seconds_per_step": float(np.mean([r["mean_plan_seconds_per_step"] for r in per_seed])),
         "seeds": list(config.seeds), "episodes_per_seed": config.episodes, "max_steps": config.max_steps,
         "env_id": config.env_id, "agent": config.agent, "checkpoint": per_seed[0]["checkpoint"],
-        "solver": per_seed[0]["solver"], "goal_source": per_seed[0]["goal_source"], "per_seed": per_seed,
+        "solver": per_seed[0]["solver"], "goal_source": per_seed[0]["goal_source"],
+        # the env's stages reached: per stage, mean and standard error over the seeds of the share of episodes
+        "milestones": {name: mean_stderr([r["milestones"][name] for r in per_seed]) for name in milestones} or None,
+        "per_seed": per_seed,
     }
 
 

@@ -245,6 +245,24 @@ def test_any_env_with_the_goal_env_protocol_runs_the_random_baseline_and_others_
     assert oracle.returncode == 2 and "lacks goal_image()" in oracle.stderr
 
 
+def test_pick_and_place_reports_how_far_each_episode_got():
+    """The evaluation counts the env's milestones (grasped, lifted, over the goal) per episode: the scripted expert
+    passes all three on its way to success; the random policy, which never picks the cube up, none."""
+    from common.config import build_config
+    from planners.evaluate import EvaluateConfig, evaluate_seeds
+
+    def run(agent: str) -> dict:
+        return evaluate_seeds(build_config(EvaluateConfig, {
+            "env_id": "FrankaPickPlace-v0", "env_kwargs": {"image_size": 32}, "agent": agent, "episodes": 1,
+            "max_steps": 60, "seeds": [0, 1], "progress": False}))
+
+    oracle, random = run("oracle"), run("random")
+    assert oracle["success_rate"] == 1.0
+    assert oracle["milestones"] == {name: (1.0, 0.0) for name in ("grasped", "lifted", "over_goal")}
+    assert random["milestones"] == {name: (0.0, 0.0) for name in ("grasped", "lifted", "over_goal")}
+    assert "milestones" in random["per_seed"][0] and random["per_seed"][0]["milestones"]["grasped"] == 0.0
+
+
 def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path):
     import json as json_
 

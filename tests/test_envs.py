@@ -159,6 +159,15 @@ def test_pick_and_place_renders_its_subgoals_and_needs_a_release():
             np.testing.assert_allclose(u.tcp_pose(scratch)[0], tcp, atol=0.01)
             np.testing.assert_allclose(u.cube_pos(scratch), cube, atol=1e-6)  # the cube still where it lies
             assert (u.state(scratch)[6] > 0.3) == closed
+        assert u.milestones() == {"grasped": False, "lifted": False, "over_goal": False}  # at the start
+        u._hold(u.data, np.array([*u.goal_pos[:2], 0.15]), 0.0)  # held 15 cm up, above the goal
+        mujoco.mj_forward(u.model, u.data)
+        assert u.milestones() == {"grasped": True, "lifted": True, "over_goal": True}
+        u.data.qpos[u._finger_qpos] = 0.0  # fingers shut: on nothing
+        mujoco.mj_forward(u.model, u.data)
+        assert not u.milestones()["grasped"]
+        u._goal_configuration(u.data)
+        mujoco.mj_forward(u.model, u.data)
         assert u.is_success(0.0) == (u.state()[6] < u.RELEASED)  # at the goal, released: done
         u.data.qpos[u._finger_qpos] = u.GRASP_Q  # at the goal but still holding: not done
         assert not u.is_success(0.0)

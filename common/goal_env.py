@@ -47,7 +47,6 @@ OPTIONAL = {
     "expert_action": "expert_action(rng, noise) -> action, a scripted expert",
     "privileged_state": "privileged_state() -> {name: array}, simulator-only quantities recorded for diagnostics",
     "recorded_state": "recorded_state() -> {name: array}, the simulator state to record and reset to (goals=dataset)",
-    "milestones": "milestones() -> {name: bool}, the task's stages true in the current state (diagnostics)",
 }
 #: What a readout check (planners/readout_check.py) compares the readout of the goal and sub-goal images with.
 GOAL_STATES = {

@@ -188,6 +188,9 @@ class MPCPlanner:
         single = isinstance(goal, Mapping) or (isinstance(goal, np.ndarray) and goal.ndim != 4)
         frames = [] if goal is None else [goal] if single else list(goal)
         self.goals = [self._encode(frame, "goal") for frame in frames]
+        readout = getattr(self.model, "readout", None)
+        with torch.no_grad():  # what the model reads in each (sub-)goal image: the switch, gripper rule and plots use it
+            self.goal_readouts = [readout(z) for z in self.goals] if readout is not None else []
         self.goal_bounds = self._bounds_per_goal()
         self._next_goal(0)
         self.steps_on_subgoals = 0
@@ -197,16 +200,15 @@ class MPCPlanner:
         self.goal_index, self.steps_on_goal = index, 0
         self.best_gap, self.best_gap_step = float("inf"), 0  # the closest readout gap to it so far, and when
 
-    @torch.no_grad()
     def _bounds_per_goal(self) -> list[Bounds]:
         """The action bounds on each goal: the gripper held as each sub-goal image shows it (`subgoal_gripper`)."""
         dim, base = self.config.subgoal_gripper, self.bounds
         if dim is None:
             return [base] * len(self.goals)
-        readout = self.model.readout
+        index = self.model.readout.dims.index(dim)
         bounds = []
-        for z in self.goals[:-1]:
-            closed = float(readout(z)[readout.dims.index(dim)]) > self.config.gripper_closed
+        for read in self.goal_readouts[:-1]:
+            closed = float(read[index]) > self.config.gripper_closed
             value = min(max(1.0 if closed else 0.0, float(base.low[dim])), float(base.high[dim]))
             bounds.append(Bounds(base.low, base.high, {**base.fixed, dim: value}))
         return bounds + [base]
@@ -240,7 +242,7 @@ class MPCPlanner:
         readout = getattr(self.model, "readout", None)
         if readout is None or (c.subgoal_readout is None and c.subgoal_stall is None):
             return False
-        gap = float(readout_gap(readout(z), readout(self.z_goal), self.readout_factors))
+        gap = float(readout_gap(readout(z), self.goal_readouts[self.goal_index], self.readout_factors))
         if c.subgoal_readout is not None and gap < c.subgoal_readout:
             return True
         if c.subgoal_stall is None:
@@ -352,7 +354,7 @@ class MPCPlanner:
         if readout is not None:
             step.observed_readout = readout(z_now).cpu().numpy()
             step.predicted_readout = readout(pred).cpu().numpy()
-            step.goal_readout = readout(self.z_goal).cpu().numpy()
+            step.goal_readout = self.goal_readouts[self.goal_index].cpu().numpy()
         if self.decoder is not None:
             step.imagined = self.decoder.images(pred[[min(self.config.execute, len(pred)) - 1, -1]])
         return step

@@ -224,13 +224,18 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
     APPROACH_HEIGHT = 0.08  # m above the cube's centre: where the expert turns to the cube before going down
 
     def __init__(self, camera_view: str = "table", wide_fingers: bool = True,
-                 approach_heights: Sequence[float] | None = None, place_subgoal: bool = False, **kwargs):
+                 approach_heights: Sequence[float] | None = None, place_subgoal: bool = False,
+                 place_height: float = 0.0, **kwargs):
         if approach_heights is None:  # above the cube (where the expert turns to it), then around it
             approach_heights = (self.HALF + self.APPROACH_HEIGHT, self.HALF)
         heights = _approach_heights(approach_heights, self.HALF, "the cube's centre")
         FrankaEnv.__init__(self, cube=True, platform=True, camera_view=camera_view, wide_fingers=wide_fingers, **kwargs)
         self.approach_heights = heights  # the open approach sub-goals: above the cube, ..., around it
         self.place_subgoal = place_subgoal  # one more sub-goal: the cube set down at the goal, still held
+        if not 0.0 <= place_height <= self.CARRY_CLEARANCE:
+            raise ValueError(f"place_height={place_height}: expected metres in [0, {self.CARRY_CLEARANCE}] (the held cube "
+                             "above its goal in the place sub-goal, below the carry height)")
+        self.place_height = float(place_height)  # ... held this far above the goal (0: on it)
         self._cube_qpos = self.model.joint("cube").qposadr[0]
         self._cube_body = self.model.body("cube").id
         self._goal_mocap = None
@@ -284,11 +289,14 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
         and knocked the cube away on the way down (0 % on 3 x 10 held-out goals). The open images are one per TCP
         height in `approach_heights` (the cube starts on the table, its centre at HALF). With `place_subgoal`, one
         more: the cube set down at the goal, still held, so that the gripper opens there and not at the carry height
-        (a planner that holds the gripper as each sub-goal shows it, mpc.subgoal_gripper, plans it only on the goal)."""
+        (a planner that holds the gripper as each sub-goal shows it, mpc.subgoal_gripper, plans it only on the goal);
+        `place_height` holds it that far above the goal instead (lowered onto the surface, the held cube was squeezed
+        out of the fingers: README)."""
         start, yaw = self.cube_pos(self.data), _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])
         carry = max(start[2], self.goal_pos[2]) + self.CARRY_CLEARANCE
         approach = [np.array([*start[:2], start[2] + z - self.HALF]) for z in self.approach_heights]
-        placed = [lambda d: self._hold(d, self.goal_pos.copy(), yaw)] if self.place_subgoal else []
+        hover = self.goal_pos + np.array([0.0, 0.0, self.place_height])
+        placed = [lambda d: self._hold(d, hover.copy(), yaw)] if self.place_subgoal else []
         return [*(lambda d, tcp=tcp: self._open_at(d, tcp, yaw) for tcp in approach),
                 lambda d: self._hold(d, start, yaw),
                 lambda d: self._hold(d, np.array([*self.goal_pos[:2], carry]), yaw), *placed]

@@ -16,7 +16,8 @@ that stall where it happens: a sub-goal whose readout is within `subgoal_near` m
 `subgoal_gain` for that many steps counts as reached (the arm is as close as this model gets it). With
 `subgoal_gripper` (the gripper's action and state dim) the gripper command is not planned on a sub-goal but held where
 that sub-goal's image shows it (the model's readout of it: closed above `gripper_closed`): open on the approach,
-closed on the grasp and the carry, as the expert does; on the final goal it is planned. Each plan appends a
+closed on the grasp and the carry, as the expert does; on the final goal it is planned, or with `goal_gripper` held
+as the goal image shows it too (open: the fingers let go as soon as the last sub-goal is reached). Each plan appends a
 `PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
@@ -71,6 +72,7 @@ class MPCConfig:
     # sub-goal image's gripper state (closed above gripper_closed), not planned; on the final goal, planned
     subgoal_gripper: int | None = None
     gripper_closed: float = 0.25
+    goal_gripper: bool = False  # with subgoal_gripper: held on the final goal too, as its image shows it (else planned)
     # state dim -> [low, high]: the planned state (last observed + the planned deltas) is kept in this box, each unit
     # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
     state_box: dict[int, list[float]] | None = None
@@ -155,6 +157,9 @@ class MPCPlanner:
             raise ValueError("mpc.subgoal_stall watches the readout's distance to the sub-goal: it needs a checkpoint "
                              "with a state readout; pass mpc.subgoal_stall=null for this one")
         gripper = config.subgoal_gripper
+        if config.goal_gripper and gripper is None:
+            raise ValueError("mpc.goal_gripper holds the gripper on the goal as mpc.subgoal_gripper does on the sub-goals:"
+                             " set mpc.subgoal_gripper to the gripper's dim (e.g. 6)")
         if gripper is not None and (gripper not in getattr(readout, "dims", []) or not 0 <= gripper < len(bounds.low)):
             raise ValueError(f"mpc.subgoal_gripper={gripper}: needs a readout of that state dim (this checkpoint reads "
                              f"{getattr(readout, 'dims', None)}) and an action dim of that index ({len(bounds.low)} dims)")
@@ -201,17 +206,19 @@ class MPCPlanner:
         self.best_gap, self.best_gap_step = float("inf"), 0  # the closest readout gap to it so far, and when
 
     def _bounds_per_goal(self) -> list[Bounds]:
-        """The action bounds on each goal: the gripper held as each sub-goal image shows it (`subgoal_gripper`)."""
+        """The action bounds on each goal: the gripper held as each sub-goal image shows it (`subgoal_gripper`), and
+        as the goal image shows it with `goal_gripper`."""
         dim, base = self.config.subgoal_gripper, self.bounds
         if dim is None:
             return [base] * len(self.goals)
         index = self.model.readout.dims.index(dim)
+        held = self.goal_readouts if self.config.goal_gripper else self.goal_readouts[:-1]
         bounds = []
-        for read in self.goal_readouts[:-1]:
+        for read in held:
             closed = float(read[index]) > self.config.gripper_closed
             value = min(max(1.0 if closed else 0.0, float(base.low[dim])), float(base.high[dim]))
             bounds.append(Bounds(base.low, base.high, {**base.fixed, dim: value}))
-        return bounds + [base]
+        return bounds + [base] * (len(self.goals) - len(bounds))
 
     @property
     def z_goal(self) -> torch.Tensor | None:

@@ -191,6 +191,13 @@ def test_the_gripper_is_held_as_each_subgoal_image_shows_it_and_planned_on_the_g
     held = [float(planner.act(goals[0])[0, 6]) for _ in range(2)]
     assert held == [float(read[0] > read[1]), float(read[1] > read[0])]  # closed = 1, open = 0
     assert 6 not in planner.goal_bounds[2].fixed  # the final goal: the gripper is planned
+    mpc.goal_gripper = True  # ... or held as the goal image shows it too
+    planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1), mpc, {3: 0.0, 4: 0.0},
+                            torch.device("cpu"), 0)
+    planner.reset(goals)
+    assert [b.fixed[6] for b in planner.goal_bounds] == [float(r > mpc.gripper_closed) for r in read]
+    with pytest.raises(ValueError, match="goal_gripper.*set mpc.subgoal_gripper"):
+        build_planner(model, config, SolverConfig(), MPCConfig(horizon=1, goal_gripper=True), {}, torch.device("cpu"), 0)
     plain, plain_config, _ = load_model(tiny_checkpoint(tmp_path / "plain", readout_dims=[0, 1, 2]))
     with pytest.raises(ValueError, match="subgoal_gripper=6.*reads \\[0, 1, 2\\]"):
         build_planner(plain, plain_config, SolverConfig(), MPCConfig(horizon=1, subgoal_gripper=6), {},

@@ -446,3 +446,14 @@ def test_pick_and_place_place_subgoal_sets_the_cube_down_at_the_goal_still_held(
         assert carried[2] > placed[2] + 0.05 and placed[6] > u.RELEASED  # lower, and still closed on it
     finally:
         env.close()
+    hover = gym.make("FrankaPickPlace-v0", image_size=32, place_subgoal=True, place_height=0.02)
+    try:
+        hover.reset(seed=3)
+        u = hover.unwrapped
+        held = u.subgoal_states()[4]
+        np.testing.assert_allclose(held[:3], u.goal_pos + [0.0, 0.0, 0.02], atol=0.01)  # 2 cm above the goal, held
+        assert held[6] > u.RELEASED
+    finally:
+        hover.close()
+    with pytest.raises(ValueError, match="place_height=0.5: expected metres in \\[0, 0.1\\]"):
+        gym.make("FrankaPickPlace-v0", image_size=32, place_height=0.5)

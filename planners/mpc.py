@@ -17,7 +17,10 @@ that stall where it happens: a sub-goal whose readout is within `subgoal_near` m
 `subgoal_gripper` (the gripper's action and state dim) the gripper command is not planned on a sub-goal but held where
 that sub-goal's image shows it (the model's readout of it: closed above `gripper_closed`): open on the approach,
 closed on the grasp and the carry, as the expert does; on the final goal it is planned, or with `goal_gripper` held
-as the goal image shows it too (open: the fingers let go as soon as the last sub-goal is reached). Each plan appends a
+as the goal image shows it too (open: the fingers let go as soon as the last sub-goal is reached). With
+`gripper_settle` the readout switch waits for the fingers: a sub-goal is left that way only once the gripper's reading
+of the observed frames has changed by less than `gripper_still` per step for that many steps (slow fingers still
+closing when the switch fired: the arm lifted, the cube stayed). Each plan appends a
 `PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
@@ -73,6 +76,8 @@ class MPCConfig:
     subgoal_gripper: int | None = None
     gripper_closed: float = 0.25
     goal_gripper: bool = False  # with subgoal_gripper: held on the final goal too, as its image shows it (else planned)
+    gripper_settle: int | None = None  # with subgoal_gripper: the readout switch waits until the observed gripper
+    gripper_still: float = 0.02  # reading has changed by less than gripper_still per step for gripper_settle steps
     # state dim -> [low, high]: the planned state (last observed + the planned deltas) is kept in this box, each unit
     # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
     state_box: dict[int, list[float]] | None = None
@@ -157,9 +162,11 @@ class MPCPlanner:
             raise ValueError("mpc.subgoal_stall watches the readout's distance to the sub-goal: it needs a checkpoint "
                              "with a state readout; pass mpc.subgoal_stall=null for this one")
         gripper = config.subgoal_gripper
-        if config.goal_gripper and gripper is None:
-            raise ValueError("mpc.goal_gripper holds the gripper on the goal as mpc.subgoal_gripper does on the sub-goals:"
-                             " set mpc.subgoal_gripper to the gripper's dim (e.g. 6)")
+        if config.gripper_settle is not None and config.gripper_settle < 2:
+            raise ValueError(f"mpc.gripper_settle={config.gripper_settle}: expected at least 2 observed frames (or null)")
+        if (config.goal_gripper or config.gripper_settle is not None) and gripper is None:
+            raise ValueError("mpc.goal_gripper and mpc.gripper_settle act on the gripper that mpc.subgoal_gripper "
+                             "names: set mpc.subgoal_gripper to the gripper's dim (e.g. 6)")
         if gripper is not None and (gripper not in getattr(readout, "dims", []) or not 0 <= gripper < len(bounds.low)):
             raise ValueError(f"mpc.subgoal_gripper={gripper}: needs a readout of that state dim (this checkpoint reads "
                              f"{getattr(readout, 'dims', None)}) and an action dim of that index ({len(bounds.low)} dims)")
@@ -197,6 +204,7 @@ class MPCPlanner:
         with torch.no_grad():  # what the model reads in each (sub-)goal image: the switch, gripper rule and plots use it
             self.goal_readouts = [readout(z) for z in self.goals] if readout is not None else []
         self.goal_bounds = self._bounds_per_goal()
+        self.gripper_readings: list[float] = []  # the gripper's reading of each observed frame (gripper_settle)
         self._next_goal(0)
         self.steps_on_subgoals = 0
 
@@ -250,7 +258,7 @@ class MPCPlanner:
         if readout is None or (c.subgoal_readout is None and c.subgoal_stall is None):
             return False
         gap = float(readout_gap(readout(z), self.goal_readouts[self.goal_index], self.readout_factors))
-        if c.subgoal_readout is not None and gap < c.subgoal_readout:
+        if c.subgoal_readout is not None and gap < c.subgoal_readout and self._gripper_settled():
             return True
         if c.subgoal_stall is None:
             return False
@@ -258,10 +266,24 @@ class MPCPlanner:
             self.best_gap, self.best_gap_step = gap, self.steps_on_goal
         return gap < c.subgoal_near and self.steps_on_goal - self.best_gap_step >= c.subgoal_stall
 
+    def _gripper_settled(self) -> bool:
+        """Whether the gripper's reading of the last `gripper_settle` observed frames has held still (always, without
+        gripper_settle)."""
+        c = self.config
+        if c.gripper_settle is None:
+            return True
+        recent = self.gripper_readings[-c.gripper_settle:]
+        return len(recent) == c.gripper_settle and bool(np.all(np.abs(np.diff(recent)) < c.gripper_still))
+
     def _advance(self, z: torch.Tensor) -> None:
         """Move past every sub-goal the observed latent `z` counts as having reached, or to the final goal once the
         sub-goals' step budget is spent."""
         last, budget = len(self.goals) - 1, self.config.subgoal_budget
+        if self.config.gripper_settle is not None:
+            with torch.no_grad():
+                read = self.model.readout(z)
+            self.gripper_readings = (self.gripper_readings + [float(read[self.model.readout.dims.index(
+                self.config.subgoal_gripper)])])[-self.config.gripper_settle:]
         if budget is not None and self.goal_index < last and self.steps_on_subgoals >= budget:
             self._next_goal(last)
         while self.goal_index < last and self._reached(z):

@@ -204,6 +204,36 @@ def test_the_gripper_is_held_as_each_subgoal_image_shows_it_and_planned_on_the_g
                       torch.device("cpu"), 0)
 
 
+def test_the_readout_switch_waits_for_the_gripper_to_settle(tmp_path):
+    """mpc.gripper_settle: a sub-goal is left by the readout switch only once the gripper's reading of the observed
+    frames has held still for that many frames (the fingers done closing); frames whose reading keeps changing hold
+    the planner on the sub-goal."""
+    from planners.factory import SolverConfig, build_planner, load_model
+    from planners.mpc import MPCConfig
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt", readout_dims=[0, 1, 2, 6]))
+    goals = [np.full((32, 32, 3), v, np.uint8) for v in (0, 100, 200)]
+
+    def goal_index_after_each_plan(frames, **settle):
+        mpc = MPCConfig(horizon=1, readout_weight=0.0, subgoal_readout=100.0, subgoal_gripper=6, **settle)
+        planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1), mpc, {3: 0.0, 4: 0.0},
+                                torch.device("cpu"), 0)
+        planner.reset(goals)
+        indices = []
+        for frame in frames:
+            planner.act(frame)
+            indices.append(planner.goal_index)
+        return indices
+
+    still = [goals[0]] * 3  # the same frame: the same gripper reading each time
+    assert goal_index_after_each_plan(still) == [2, 2, 2]  # every sub-goal within 100 m: both passed at once
+    assert goal_index_after_each_plan(still, gripper_settle=3) == [0, 0, 2]
+    moving = [goals[0], goals[1], goals[0], goals[1]]  # readings that differ frame to frame
+    assert goal_index_after_each_plan(moving, gripper_settle=2, gripper_still=1e-6) == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="gripper_settle=1: expected at least 2"):
+        goal_index_after_each_plan(still, gripper_settle=1)
+
+
 def _encode(model, image: np.ndarray) -> torch.Tensor:
     return model.encode(torch.from_numpy(image).permute(2, 0, 1)[None, None])[0, 0]
 
@@ -469,6 +499,28 @@ def test_the_shipped_push_model_pushes_the_cube_with_no_arguments(monkeypatch):
     finally:
         env.close()
     assert summary["mean_final_distance"] < np.mean(starts) - 0.02, (starts, summary)
+
+
+def test_the_shipped_pick_and_place_model_goes_for_the_cube_with_open_fingers_with_no_arguments(monkeypatch):
+    """checkpoints/pickplace_default carries its task: FrankaPickPlace-v0 at 96 px with the wrist camera beside the
+    exterior one, slow fingers, the gripper starting down, the sub-goal images, the gripper held as each sub-goal
+    shows it; with nothing else given its first steps bring the open hand over the cube (the first sub-goal)."""
+    from common.seeding import evaluation_seed
+
+    made, _ = _plan_shipped(monkeypatch, "pickplace_default", episodes=1, max_steps=15)
+    (config, u), = made
+    assert (config.env_id, u.start_down, u.finger_speed, u.image_size, u.cameras, config.subgoals,
+            config.mpc.subgoal_gripper) == ("FrankaPickPlace-v0", True, 0.05, (96, 96),
+                                            ["exterior_1_left", "wrist_left"], True, 6)
+    end = np.linalg.norm(u.tcp_pose()[0][:2] - u.cube_pos()[:2])
+    env = gym.make("FrankaPickPlace-v0", image_size=32, start_down=True)
+    try:
+        env.reset(seed=evaluation_seed(0, 0))
+        start = np.linalg.norm(env.unwrapped.tcp_pose()[0][:2] - env.unwrapped.cube_pos()[:2])
+    finally:
+        env.close()
+    assert end < start - 0.05 and end < 0.05, (start, end)  # over the cube ...
+    assert float(u.state()[6]) < u.RELEASED  # ... with the fingers open
 
 
 def test_a_tilted_gripper_keeps_the_goal_image_out_of_reach():

@@ -19,8 +19,9 @@ that sub-goal's image shows it (the model's readout of it: closed above `gripper
 closed on the grasp and the carry, as the expert does; on the final goal it is planned, or with `goal_gripper` held
 as the goal image shows it too (open: the fingers let go as soon as the last sub-goal is reached). With
 `gripper_settle` the readout switch waits for the fingers: a sub-goal is left that way only once the gripper's reading
-of the observed frames has changed by less than `gripper_still` per step for that many steps (slow fingers still
-closing when the switch fired: the arm lifted, the cube stayed). Each plan appends a
+(measured, from the observed state; without one, the model's readout of the frames) has changed by less than
+`gripper_still` per step over that many observations (slow fingers still closing when the switch fired: the arm
+lifted, the cube stayed). Each plan appends a
 `PlanStep` to `trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
@@ -275,15 +276,18 @@ class MPCPlanner:
         recent = self.gripper_readings[-c.gripper_settle:]
         return len(recent) == c.gripper_settle and bool(np.all(np.abs(np.diff(recent)) < c.gripper_still))
 
+    @torch.no_grad()
+    def _watch_gripper(self, z: torch.Tensor, state: np.ndarray | None) -> None:
+        """Record the gripper's reading of this observation for `gripper_settle`: the measured one (proprioception)
+        when the state is given, else the model's readout of the frame."""
+        dim = self.config.subgoal_gripper
+        reading = float(state[dim]) if state is not None else float(self.model.readout(z)[self.model.readout.dims.index(dim)])
+        self.gripper_readings = (self.gripper_readings + [reading])[-self.config.gripper_settle:]
+
     def _advance(self, z: torch.Tensor) -> None:
         """Move past every sub-goal the observed latent `z` counts as having reached, or to the final goal once the
         sub-goals' step budget is spent."""
         last, budget = len(self.goals) - 1, self.config.subgoal_budget
-        if self.config.gripper_settle is not None:
-            with torch.no_grad():
-                read = self.model.readout(z)
-            self.gripper_readings = (self.gripper_readings + [float(read[self.model.readout.dims.index(
-                self.config.subgoal_gripper)])])[-self.config.gripper_settle:]
         if budget is not None and self.goal_index < last and self.steps_on_subgoals >= budget:
             self._next_goal(last)
         while self.goal_index < last and self._reached(z):
@@ -328,6 +332,8 @@ class MPCPlanner:
             raise RuntimeError("MPCPlanner.act needs reset(goal_frame) first")
         h = self.model.history
         z_now = self._encode(frame)
+        if self.config.gripper_settle is not None:
+            self._watch_gripper(z_now, state)
         self._advance(z_now)
         if h > 1:  # the frames between the last plan and this one: observed ones, else the model's prediction
             for z, s in self.between + self.predicted[len(self.between):]:

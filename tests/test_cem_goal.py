@@ -214,14 +214,15 @@ def test_the_readout_switch_waits_for_the_gripper_to_settle(tmp_path):
     model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt", readout_dims=[0, 1, 2, 6]))
     goals = [np.full((32, 32, 3), v, np.uint8) for v in (0, 100, 200)]
 
-    def goal_index_after_each_plan(frames, **settle):
+    def goal_index_after_each_plan(frames, grippers=None, **settle):
         mpc = MPCConfig(horizon=1, readout_weight=0.0, subgoal_readout=100.0, subgoal_gripper=6, **settle)
         planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1), mpc, {3: 0.0, 4: 0.0},
                                 torch.device("cpu"), 0)
         planner.reset(goals)
         indices = []
-        for frame in frames:
-            planner.act(frame)
+        for i, frame in enumerate(frames):
+            state = None if grippers is None else np.array([0.4, 0.0, 0.3, 0.0, 0.0, 0.0, grippers[i]], np.float32)
+            planner.act(frame, state)
             indices.append(planner.goal_index)
         return indices
 
@@ -230,6 +231,9 @@ def test_the_readout_switch_waits_for_the_gripper_to_settle(tmp_path):
     assert goal_index_after_each_plan(still, gripper_settle=3) == [0, 0, 2]
     moving = [goals[0], goals[1], goals[0], goals[1]]  # readings that differ frame to frame
     assert goal_index_after_each_plan(moving, gripper_settle=2, gripper_still=1e-6) == [0, 0, 0, 0]
+    # with the robot's state, its measured gripper decides: closing fingers hold the switch, still ones release it
+    assert goal_index_after_each_plan(still, [0.0, 0.1, 0.2], gripper_settle=2) == [0, 0, 0]
+    assert goal_index_after_each_plan(moving, [0.5, 0.5, 0.5, 0.5], gripper_settle=2, gripper_still=1e-6) == [0, 2, 2, 2]
     with pytest.raises(ValueError, match="gripper_settle=1: expected at least 2"):
         goal_index_after_each_plan(still, gripper_settle=1)
 

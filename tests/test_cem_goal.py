@@ -507,15 +507,16 @@ def test_the_shipped_push_model_pushes_the_cube_with_no_arguments(monkeypatch):
 
 def test_the_shipped_pick_and_place_model_goes_for_the_cube_with_open_fingers_with_no_arguments(monkeypatch):
     """checkpoints/pickplace_default carries its task: FrankaPickPlace-v0 at 96 px with the wrist camera beside the
-    exterior one, slow fingers, the gripper starting down, the sub-goal images, the gripper held as each sub-goal
-    shows it; with nothing else given its first steps bring the open hand over the cube (the first sub-goal)."""
+    exterior one, slow fingers, the gripper starting down, the sub-goal images with the cube held 2 cm above its
+    goal last, the gripper held as each (sub-)goal image shows it; with nothing else given its first steps bring the
+    open hand over the cube (the first sub-goal)."""
     from common.seeding import evaluation_seed
 
     made, _ = _plan_shipped(monkeypatch, "pickplace_default", episodes=1, max_steps=15)
     (config, u), = made
-    assert (config.env_id, u.start_down, u.finger_speed, u.image_size, u.cameras, config.subgoals,
-            config.mpc.subgoal_gripper) == ("FrankaPickPlace-v0", True, 0.05, (96, 96),
-                                            ["exterior_1_left", "wrist_left"], True, 6)
+    assert (config.env_id, u.start_down, u.finger_speed, u.image_size, u.cameras, config.subgoals, u.place_subgoal,
+            u.place_height, config.mpc.subgoal_gripper, config.mpc.goal_gripper) == \
+        ("FrankaPickPlace-v0", True, 0.05, (96, 96), ["exterior_1_left", "wrist_left"], True, True, 0.02, 6, True)
     end = np.linalg.norm(u.tcp_pose()[0][:2] - u.cube_pos()[:2])
     env = gym.make("FrankaPickPlace-v0", image_size=32, start_down=True)
     try:

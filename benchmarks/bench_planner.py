@@ -158,10 +158,10 @@ def default_model(cfg: Any) -> dict[str, float]:
     raw = with_checkpoint_planning({**plain(planner_cfg), "checkpoint": cfg.checkpoint}, set())
     plan = build_config(PlanConfig, raw)
     model, config, checkpoint = load_model(cfg.checkpoint, "cpu")
-    planner = build_planner(model, config, plan.solver, plan.mpc, plan.fixed(), torch.device("cpu"), cfg.seed)
     cameras = model_cameras(config)
     env = model_env(plan, config)  # the checkpoint's env as it plans there: its settings, size and cameras
-    try:
+    try:  # the env's action space bounds a model trained on recorded actions
+        planner = build_planner(model, config, plan.solver, plan.mpc, plan.fixed(), torch.device("cpu"), cfg.seed, env)
         obs, _ = env.reset(seed=cfg.seed)
         planner.reset(goal_env.goal_views(goal_env.task(env), cameras))
         frame, state = observe_views(env, obs, cameras)

@@ -47,12 +47,14 @@ def test_bench_train_prints_one_json_line():
         assert figures[f"train_steps_per_s_{family}"] > 0
 
 
-@pytest.mark.parametrize("cameras", [None, ["exterior_1_left", "wrist_left"]])
-def test_bench_planner_prints_one_json_line(tmp_path, cameras):
-    """Also for a model of two camera views (the shipped push model), planned from every view of its env."""
+@pytest.mark.parametrize("data", [{"cameras": None}, {"cameras": ["exterior_1_left", "wrist_left"]},
+                                  {"cameras": None, "action_mode": "recorded"}])
+def test_bench_planner_prints_one_json_line(tmp_path, data):
+    """Also for a model of two camera views (the shipped push model), planned from every view of its env, and for one
+    trained on recorded actions (the shipped pick-and-place model), bounded by its env's action space."""
     from helpers import tiny_checkpoint
 
-    checkpoint = tiny_checkpoint(tmp_path / "tiny", data={"cameras": cameras})
+    checkpoint = tiny_checkpoint(tmp_path / "tiny", data=data)
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_planner.py"), "lewm.solver.samples=16", "lewm.solver.elites=4",
          "lewm.solver.iterations=2", "lewm.samples_for_throughput=16", "repeats=1", "rollout_repeats=1", "matmul_size=256", f"checkpoint={checkpoint}",

@@ -248,17 +248,16 @@ class MPCPlanner:
         return self.model.encode(pixels.to(self.device))[0, 0]  # (N, D); V views: (V*N, D)
 
     @torch.no_grad()
-    def _reached(self, z: torch.Tensor) -> bool:
-        """Whether the observed latent `z` counts as having reached the current sub-goal."""
+    def _reached(self, z: torch.Tensor, read: torch.Tensor | None) -> bool:
+        """Whether the observed latent `z` (its readout `read`) counts as having reached the current sub-goal."""
         c = self.config
         if c.subgoal_steps is not None and self.steps_on_goal >= c.subgoal_steps:
             return True
         if c.subgoal_latent is not None and float(latent_distance(z[None, None], self.z_goal, c.metric)) < c.subgoal_latent:
             return True
-        readout = getattr(self.model, "readout", None)
-        if readout is None or (c.subgoal_readout is None and c.subgoal_stall is None):
+        if read is None or (c.subgoal_readout is None and c.subgoal_stall is None):
             return False
-        gap = float(readout_gap(readout(z), self.goal_readouts[self.goal_index], self.readout_factors))
+        gap = float(readout_gap(read, self.goal_readouts[self.goal_index], self.readout_factors))
         if c.subgoal_readout is not None and gap < c.subgoal_readout and self._gripper_settled():
             return True
         if c.subgoal_stall is None:
@@ -273,24 +272,23 @@ class MPCPlanner:
         c = self.config
         if c.gripper_settle is None:
             return True
-        recent = self.gripper_readings[-c.gripper_settle:]
+        recent = self.gripper_readings  # the last gripper_settle readings (_watch_gripper keeps no more)
         return len(recent) == c.gripper_settle and bool(np.all(np.abs(np.diff(recent)) < c.gripper_still))
 
-    @torch.no_grad()
-    def _watch_gripper(self, z: torch.Tensor, state: np.ndarray | None) -> None:
+    def _watch_gripper(self, read: torch.Tensor, state: np.ndarray | None) -> None:
         """Record the gripper's reading of this observation for `gripper_settle`: the measured one (proprioception)
-        when the state is given, else the model's readout of the frame."""
+        when the state is given, else the model's readout `read` of the frame."""
         dim = self.config.subgoal_gripper
-        reading = float(state[dim]) if state is not None else float(self.model.readout(z)[self.model.readout.dims.index(dim)])
+        reading = float(state[dim]) if state is not None else float(read[self.model.readout.dims.index(dim)])
         self.gripper_readings = (self.gripper_readings + [reading])[-self.config.gripper_settle:]
 
-    def _advance(self, z: torch.Tensor) -> None:
+    def _advance(self, z: torch.Tensor, read: torch.Tensor | None) -> None:
         """Move past every sub-goal the observed latent `z` counts as having reached, or to the final goal once the
         sub-goals' step budget is spent."""
         last, budget = len(self.goals) - 1, self.config.subgoal_budget
         if budget is not None and self.goal_index < last and self.steps_on_subgoals >= budget:
             self._next_goal(last)
-        while self.goal_index < last and self._reached(z):
+        while self.goal_index < last and self._reached(z, read):
             self._next_goal(self.goal_index + 1)
 
     def cost_terms(self, states: torch.Tensor | None) -> list[CostTerm]:
@@ -332,9 +330,12 @@ class MPCPlanner:
             raise RuntimeError("MPCPlanner.act needs reset(goal_frame) first")
         h = self.model.history
         z_now = self._encode(frame)
+        readout = getattr(self.model, "readout", None)
+        with torch.no_grad():  # what the model reads in this frame: the switch, the gripper watch and the trace use it
+            read_now = readout(z_now) if readout is not None else None
         if self.config.gripper_settle is not None:
-            self._watch_gripper(z_now, state)
-        self._advance(z_now)
+            self._watch_gripper(read_now, state)
+        self._advance(z_now, read_now)
         if h > 1:  # the frames between the last plan and this one: observed ones, else the model's prediction
             for z, s in self.between + self.predicted[len(self.between):]:
                 self._remember(z, s)
@@ -357,7 +358,7 @@ class MPCPlanner:
         if self.goal_index < len(self.goals) - 1:
             self.steps_on_subgoals += len(chosen)
         self.predicted = self._predict_between(context, past, states, chosen) if h > 1 and len(chosen) > 1 else []
-        self.trace.append(self._plan_step(z_now, context, past, states, result))
+        self.trace.append(self._plan_step(z_now, read_now, context, past, states, result))
         return chosen
 
     @torch.no_grad()
@@ -376,8 +377,8 @@ class MPCPlanner:
         return list(zip(z, s))
 
     @torch.no_grad()
-    def _plan_step(self, z_now: torch.Tensor, context: torch.Tensor, past: torch.Tensor | None,
-                   states: torch.Tensor | None, result: PlanResult) -> PlanStep:
+    def _plan_step(self, z_now: torch.Tensor, read_now: torch.Tensor | None, context: torch.Tensor,
+                   past: torch.Tensor | None, states: torch.Tensor | None, result: PlanResult) -> PlanStep:
         step = PlanStep(self.goal_index, float(latent_distance(z_now[None, None], self.z_goal, self.config.metric)),
                         result.cost, list(result.history))
         readout = getattr(self.model, "readout", None)
@@ -387,7 +388,7 @@ class MPCPlanner:
         pred = self.model.rollout(context[None], result.actions[None].to(context), None if past is None else past[None],
                                   None if states is None else states[None])[0]
         if readout is not None:
-            step.observed_readout = readout(z_now).cpu().numpy()
+            step.observed_readout = read_now.cpu().numpy()
             step.predicted_readout = readout(pred).cpu().numpy()
             step.goal_readout = self.goal_readouts[self.goal_index].cpu().numpy()
         if self.decoder is not None:

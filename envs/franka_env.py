@@ -19,7 +19,7 @@ Subclasses define a task: `_sample_task`, `_goal_configuration`, `task_distance`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +41,7 @@ from envs.franka_model import (
     ARM_JOINTS,
     FINGER_JOINTS,
     FINGER_OPEN,
+    FINGER_SERVO,
     HOME_QPOS,
     JOINT_LIMITS,
     SUBSTEPS,
@@ -75,6 +76,7 @@ class FrankaEnv(gym.Env):
         wide_fingers: bool = False,
         start_down: bool = False,
         finger_speed: float | None = None,
+        finger_servo: Sequence[float] = FINGER_SERVO,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -92,11 +94,15 @@ class FrankaEnv(gym.Env):
         if finger_speed is not None and not finger_speed > 0:
             raise ValueError(f"finger_speed must be > 0 (m/s per finger) or None, got {finger_speed}")
         self.finger_speed = finger_speed
+        servo = tuple(float(v) for v in finger_servo) if isinstance(finger_servo, (list, tuple)) else ()
+        if len(servo) != 2 or not all(np.isfinite(v) and v > 0 for v in servo):
+            raise ValueError(f"finger_servo must be the fingers' position servo gains [kp, kv] > 0, got {finger_servo!r}")
+        self.finger_servo = servo
 
         self.camera_view = camera_view
         self.model = mujoco.MjModel.from_xml_string(scene_xml(cube=cube, goal_marker=goal_marker, wrist_camera=wrist_camera,
                                                               platform=platform, camera_view=camera_view,
-                                                              wide_fingers=wide_fingers))
+                                                              wide_fingers=wide_fingers, finger_servo=servo))
         self.data = mujoco.MjData(self.model)
         self._scratch = mujoco.MjData(self.model)  # IK works here, never on the live state
         self._goal_data = mujoco.MjData(self.model)

@@ -31,6 +31,13 @@ FR3_JOINT_LIMITS = (
 )
 HOME_QPOS = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785398)  # TCP at (0.463, 0, 0.403), gripper down; inside FR3's limits
 FINGER_OPEN = 0.04
+#: The finger position servos' gains (kp N/m, kv N s/m). The reach and push models were trained with the stiff
+#: pair; FIRM_GRIP holds a cube: with 800/40 the fingers pressed 5-10 mm into the (soft-contact) cube and the
+#: pressing oscillated (gripper reading 0.35 <-> 0.55 every ~3 control steps while holding), and the scripted
+#: expert lost a lifted cube 34 times in 40 noisy pick-and-place episodes; with 200/20, 5 times, reading steady
+#: (README, "Pick and place").
+FINGER_SERVO = (800.0, 40.0)
+FIRM_GRIP = (200.0, 20.0)
 #: The box the robots' safety layer keeps the end effector in (m, base frame).
 #: Every pose in it is reachable gripper-down (yaw 0 and +-45 degrees) with every joint 0.1 rad inside FR3's
 #: limits: IK on this scene's kinematics over a 5 cm grid with the faces, 1680 poses; tests/test_franky.py drives
@@ -76,11 +83,13 @@ def _look_at(pos: tuple[float, float, float], target: tuple[float, float, float]
 
 
 def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool = False, platform: bool = False,
-              camera_view: str = "wide", wide_fingers: bool = False) -> str:
+              camera_view: str = "wide", wide_fingers: bool = False,
+              finger_servo: tuple[float, float] = FINGER_SERVO) -> str:
     """The scene: table, Panda with gripper, exterior camera; optionally a cube, a goal patch, a placing platform
     (a static mocap box), a wrist camera, and 4 cm wide finger pads (2 cm otherwise): with 2 cm pads a grasped
     cube slips out when carried at DROID speeds (75 % of scripted pick-and-place episodes succeed, 100 % with
-    4 cm pads); the reach and push tasks keep the narrow fingers the shipped reach model was trained on."""
+    4 cm pads); the reach and push tasks keep the narrow fingers the shipped reach model was trained on.
+    `finger_servo` is the fingers' (kp, kv)."""
     if camera_view not in CAMERA_VIEWS:
         raise ValueError(f"camera_view must be one of {sorted(CAMERA_VIEWS)}, got {camera_view!r}")
     cam_pos, cam_target, cam_fovy = CAMERA_VIEWS[camera_view]
@@ -141,8 +150,8 @@ def scene_xml(cube: bool = False, goal_marker: bool = False, wrist_camera: bool 
     actuators = "".join(
         f'<position name="act_{j}" joint="{j}" kp="2500" kv="120" ctrlrange="{lo} {hi}"/>'
         for j, (lo, hi) in zip(ARM_JOINTS, JOINT_LIMITS)
-    ) + "".join(f'<position name="act_{j}" joint="{j}" kp="800" kv="40" ctrlrange="0 {FINGER_OPEN}"/>'
-                for j in FINGER_JOINTS)
+    ) + "".join(f'<position name="act_{j}" joint="{j}" kp="{finger_servo[0]}" kv="{finger_servo[1]}" '
+                f'ctrlrange="0 {FINGER_OPEN}"/>' for j in FINGER_JOINTS)
     return f"""
 <mujoco model="franka_panda_table">
   <compiler angle="radian" autolimits="true"/>

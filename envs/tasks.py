@@ -11,7 +11,7 @@ import numpy as np
 from common.droid import ACTION_DIM, MAX_DELTA_POS, MAX_DELTA_ROT
 from common.rotations import euler_xyz_to_matrix, matrix_to_euler_xyz
 from envs.franka_env import DOWN, FrankaEnv
-from envs.franka_model import FINGER_OPEN, PLATFORM_HALF
+from envs.franka_model import FINGER_OPEN, FIRM_GRIP, PLATFORM_HALF
 
 GOAL_IK_ITERATIONS = 150
 
@@ -225,11 +225,12 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
 
     def __init__(self, camera_view: str = "table", wide_fingers: bool = True,
                  approach_heights: Sequence[float] | None = None, place_subgoal: bool = False,
-                 place_height: float = 0.0, **kwargs):
+                 place_height: float = 0.0, finger_servo: Sequence[float] = FIRM_GRIP, **kwargs):
         if approach_heights is None:  # above the cube (where the expert turns to it), then around it
             approach_heights = (self.HALF + self.APPROACH_HEIGHT, self.HALF)
         heights = _approach_heights(approach_heights, self.HALF, "the cube's centre")
-        FrankaEnv.__init__(self, cube=True, platform=True, camera_view=camera_view, wide_fingers=wide_fingers, **kwargs)
+        FrankaEnv.__init__(self, cube=True, platform=True, camera_view=camera_view, wide_fingers=wide_fingers,
+                           finger_servo=finger_servo, **kwargs)
         self.approach_heights = heights  # the open approach sub-goals: above the cube, ..., around it
         self.place_subgoal = place_subgoal  # one more sub-goal: the cube set down at the goal, still held
         if not 0.0 <= place_height <= self.CARRY_CLEARANCE:

@@ -379,6 +379,37 @@ def test_fingers_at_a_franka_hands_speed_hold_a_cube_that_fast_fingers_throw(see
     assert moved < 0.015 and 0.2 < reading < 0.6  # centred by the pads (1.1 cm) and held between them
 
 
+def _held_readings(finger_servo) -> np.ndarray:
+    """The gripper reading at each control step while the noiseless expert holds the lifted cube (seed 3)."""
+    env = gym.make("FrankaPickPlace-v0", image_size=16, start_down=True, finger_speed=0.05,
+                   finger_servo=finger_servo).unwrapped
+    try:
+        env.reset(seed=3)
+        readings = []
+        for _ in range(60):
+            env.step(env.expert_action(None, 0.0))
+            if env.milestones()["lifted"]:
+                readings.append(float(env.state()[6]))
+        return np.array(readings)
+    finally:
+        env.close()
+
+
+def test_pick_and_place_fingers_hold_the_lifted_cube_steadily():
+    """The stiff finger servo pressed 5-10 mm into the cube and the pressing oscillated (reading 0.35 <-> 0.55
+    every ~3 steps) until the cube slipped out; the pick-and-place default (FIRM_GRIP) holds it at the touch."""
+    from envs.franka_model import FINGER_SERVO, FIRM_GRIP
+
+    assert gym.make("FrankaPickPlace-v0").unwrapped.finger_servo == FIRM_GRIP
+    firm = _held_readings(FIRM_GRIP)
+    assert len(firm) >= 5
+    assert np.abs(np.diff(firm)).max() < 0.03 and abs(firm.mean() - 0.375) < 0.04  # fingers at the 5 cm faces
+    stiff = _held_readings(FINGER_SERVO)
+    assert np.abs(np.diff(stiff)).max() > 0.08  # the saw-tooth this default removed
+    with pytest.raises(ValueError, match="finger_servo"):
+        gym.make("FrankaPickPlace-v0", finger_servo=[200.0])
+
+
 def test_the_pick_and_place_expert_waits_for_slow_fingers_to_grip():
     env = gym.make("FrankaPickPlace-v0", image_size=16, start_down=True, finger_speed=0.05).unwrapped
     try:

@@ -294,7 +294,10 @@ def test_pick_and_place_reports_how_far_each_episode_got():
 
     def run(agent: str) -> dict:
         return evaluate_seeds(build_config(EvaluateConfig, {
-            "env_id": "FrankaPickPlace-v0", "env_kwargs": {"image_size": 32}, "agent": agent, "episodes": 1,
+            # the task's setting (a Franka Hand's finger speed); with the servo's own speed the noiseless expert
+            # loses seed 0's cube in the carry (96 / 100 with noise 0.1 over seeds 100-199: test_envs)
+            "env_id": "FrankaPickPlace-v0", "env_kwargs": {"image_size": 32, "finger_speed": 0.05}, "agent": agent,
+            "episodes": 1,
             "max_steps": 60, "seeds": [0, 1], "progress": False}))
 
     oracle, random = run("oracle"), run("random")

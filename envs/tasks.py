@@ -225,7 +225,8 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
 
     def __init__(self, camera_view: str = "table", wide_fingers: bool = True,
                  approach_heights: Sequence[float] | None = None, place_subgoal: bool = False,
-                 place_height: float = 0.0, finger_servo: Sequence[float] = FIRM_GRIP, **kwargs):
+                 place_height: float = 0.0, release_subgoal: bool = False, finger_servo: Sequence[float] = FIRM_GRIP,
+                 **kwargs):
         if approach_heights is None:  # above the cube (where the expert turns to it), then around it
             approach_heights = (self.HALF + self.APPROACH_HEIGHT, self.HALF)
         heights = _approach_heights(approach_heights, self.HALF, "the cube's centre")
@@ -237,6 +238,7 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
             raise ValueError(f"place_height={place_height}: expected metres in [0, {self.CARRY_CLEARANCE}] (the held cube "
                              "above its goal in the place sub-goal, below the carry height)")
         self.place_height = float(place_height)  # ... held this far above the goal (0: on it)
+        self.release_subgoal = release_subgoal  # one more: the cube on its goal, the open hand where it let go
         self._cube_qpos = self.model.joint("cube").qposadr[0]
         self._cube_body = self.model.body("cube").id
         self._goal_mocap = None
@@ -292,15 +294,24 @@ class FrankaPickPlaceEnv(FrankaPushEnv):
         more: the cube set down at the goal, still held, so that the gripper opens there and not at the carry height
         (a planner that holds the gripper as each sub-goal shows it, mpc.subgoal_gripper, plans it only on the goal);
         `place_height` holds it that far above the goal instead (lowered onto the surface, the held cube was squeezed
-        out of the fingers: README)."""
+        out of the fingers: README). With `release_subgoal`, one more: the cube on its goal and the open hand still
+        where it let go, so that the fingers open before the hand leaves for the goal image's pose (going straight
+        there, the hand rose while the slow fingers still opened and dragged the cube off its goal: README)."""
         start, yaw = self.cube_pos(self.data), _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])
         carry = max(start[2], self.goal_pos[2]) + self.CARRY_CLEARANCE
         approach = [np.array([*start[:2], start[2] + z - self.HALF]) for z in self.approach_heights]
         hover = self.goal_pos + np.array([0.0, 0.0, self.place_height])
         placed = [lambda d: self._hold(d, hover.copy(), yaw)] if self.place_subgoal else []
+        if self.release_subgoal:
+            placed.append(lambda d: self._released_at(d, hover.copy(), yaw))
         return [*(lambda d, tcp=tcp: self._open_at(d, tcp, yaw) for tcp in approach),
                 lambda d: self._hold(d, start, yaw),
                 lambda d: self._hold(d, np.array([*self.goal_pos[:2], carry]), yaw), *placed]
+
+    def _released_at(self, data: mujoco.MjData, tcp: np.ndarray, yaw: float) -> None:
+        """The cube on its goal, the open hand with its TCP at `tcp` (where it held the cube)."""
+        self._open_at(data, tcp, yaw)
+        self._place_cube(data, self.goal_pos[:2], yaw, z=self.goal_pos[2])
 
     def _goal_configuration(self, data: mujoco.MjData) -> None:
         yaw = _yaw(self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7])

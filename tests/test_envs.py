@@ -495,5 +495,17 @@ def test_pick_and_place_place_subgoal_sets_the_cube_down_at_the_goal_still_held(
         assert held[6] > u.RELEASED
     finally:
         hover.close()
+    release = gym.make("FrankaPickPlace-v0", image_size=32, place_subgoal=True, place_height=0.02, release_subgoal=True)
+    try:
+        _, info = release.reset(seed=3)
+        u = release.unwrapped
+        assert len(info["subgoal_images"]) == 6  # ..., placed (held 2 cm above), released
+        held, released = u.subgoal_states()[4:]
+        np.testing.assert_allclose(released[:3], held[:3], atol=0.005)  # the hand stays where it held the cube
+        assert released[6] < u.RELEASED < held[6]  # and is open
+        held_image, released_image = info["subgoal_images"][4:]
+        assert np.abs(held_image.astype(int) - released_image).mean() > 0.1  # the open fingers, the cube set down
+    finally:
+        release.close()
     with pytest.raises(ValueError, match="place_height=0.5: expected metres in \\[0, 0.1\\]"):
         gym.make("FrankaPickPlace-v0", image_size=32, place_height=0.5)

@@ -35,7 +35,7 @@ FINGER_OPEN = 0.04
 #: pair; FIRM_GRIP holds a cube: with 800/40 the fingers pressed 5-10 mm into the (soft-contact) cube and the
 #: pressing oscillated (gripper reading 0.35 <-> 0.55 every ~3 control steps while holding), and the scripted
 #: expert lost a lifted cube 34 times in 40 noisy pick-and-place episodes; with 200/20, 5 times, reading steady
-#: (README, "Pick and place").
+#: (README, "The grip that held").
 FINGER_SERVO = (800.0, 40.0)
 FIRM_GRIP = (200.0, 20.0)
 #: The box the robots' safety layer keeps the end effector in (m, base frame).

@@ -94,7 +94,10 @@ class FrankaEnv(gym.Env):
         if finger_speed is not None and not finger_speed > 0:
             raise ValueError(f"finger_speed must be > 0 (m/s per finger) or None, got {finger_speed}")
         self.finger_speed = finger_speed
-        servo = tuple(float(v) for v in finger_servo) if isinstance(finger_servo, (list, tuple)) else ()
+        try:  # any sequence of two numbers (a list from a config, a tuple, an array)
+            servo = tuple(float(v) for v in finger_servo)
+        except (TypeError, ValueError):
+            servo = ()
         if len(servo) != 2 or not all(np.isfinite(v) and v > 0 for v in servo):
             raise ValueError(f"finger_servo must be the fingers' position servo gains [kp, kv] > 0, got {finger_servo!r}")
         self.finger_servo = servo

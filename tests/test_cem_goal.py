@@ -518,8 +518,9 @@ def test_the_shipped_pick_and_place_model_goes_for_the_cube_with_open_fingers_wi
     made, _ = _plan_shipped(monkeypatch, "pickplace_default", episodes=1, max_steps=15)
     (config, u), = made
     assert (config.env_id, u.start_down, u.finger_speed, u.image_size, u.cameras, config.subgoals, u.place_subgoal,
-            u.place_height, config.mpc.subgoal_gripper, config.mpc.goal_gripper) == \
-        ("FrankaPickPlace-v0", True, 0.05, (96, 96), ["exterior_1_left", "wrist_left"], True, True, 0.02, 6, True)
+            u.place_height, config.mpc.subgoal_gripper, config.mpc.goal_gripper, u.finger_servo) == \
+        ("FrankaPickPlace-v0", True, 0.05, (96, 96), ["exterior_1_left", "wrist_left"], True, True, 0.02, 6, True,
+         (800.0, 40.0))  # the finger servo it was trained with, not the task's firm-grip default
     end = np.linalg.norm(u.tcp_pose()[0][:2] - u.cube_pos()[:2])
     env = gym.make("FrankaPickPlace-v0", image_size=32, start_down=True)
     try:

@@ -21,8 +21,11 @@ as the goal image shows it too (open: the fingers let go as soon as the last sub
 `gripper_settle` the readout switch waits for the fingers: a sub-goal is left that way only once the gripper's reading
 (measured, from the observed state; without one, the model's readout of the frames) has changed by less than
 `gripper_still` per step over that many observations (slow fingers still closing when the switch fired: the arm
-lifted, the cube stayed). Each plan appends a
-`PlanStep` to `trace` for diagnostics.
+lifted, the cube stayed). `release_hold` is the same care at the other end: on a release (a goal whose gripper is
+held open right after one held closed) those action dims (e.g. the translation, [0, 1, 2]) are held at zero until the
+observed gripper reading has fallen below `release_open`, so the hand stays where it let go while slow fingers open
+(it rose and swung while they opened, and dragged the placed cube off its goal). Each plan appends a `PlanStep` to
+`trace` for diagnostics.
 
 A model of several camera views (`cameras`, from its checkpoint's `data.cameras`) takes every observation, goal and
 sub-goal as a dict camera -> image (H, W, 3); all views are encoded together into one latent per frame.
@@ -79,6 +82,10 @@ class MPCConfig:
     goal_gripper: bool = False  # with subgoal_gripper: held on the final goal too, as its image shows it (else planned)
     gripper_settle: int | None = None  # with subgoal_gripper: the readout switch waits until the observed gripper
     gripper_still: float = 0.02  # reading has changed by less than gripper_still per step for gripper_settle steps
+    # with subgoal_gripper: action dims held at 0 on a release (a goal whose gripper is held open right after one held
+    # closed) until the observed gripper reading falls below release_open (e.g. [0, 1, 2]: the hand stays put)
+    release_hold: list[int] | None = None
+    release_open: float = 0.1
     # state dim -> [low, high]: the planned state (last observed + the planned deltas) is kept in this box, each unit
     # outside costing state_box_weight (e.g. {5: [-0.9, 0.9]}: the yaw the data covered); needs observed states
     state_box: dict[int, list[float]] | None = None
@@ -165,9 +172,13 @@ class MPCPlanner:
         gripper = config.subgoal_gripper
         if config.gripper_settle is not None and config.gripper_settle < 2:
             raise ValueError(f"mpc.gripper_settle={config.gripper_settle}: expected at least 2 observed frames (or null)")
-        if (config.goal_gripper or config.gripper_settle is not None) and gripper is None:
-            raise ValueError("mpc.goal_gripper and mpc.gripper_settle act on the gripper that mpc.subgoal_gripper "
-                             "names: set mpc.subgoal_gripper to the gripper's dim (e.g. 6)")
+        if (config.goal_gripper or config.gripper_settle is not None or config.release_hold) and gripper is None:
+            raise ValueError("mpc.goal_gripper, mpc.gripper_settle and mpc.release_hold act on the gripper that "
+                             "mpc.subgoal_gripper names: set mpc.subgoal_gripper to the gripper's dim (e.g. 6)")
+        bad = [d for d in config.release_hold or [] if not 0 <= d < len(bounds.low) or d == gripper]
+        if bad:
+            raise ValueError(f"mpc.release_hold={list(config.release_hold)}: {bad} not an arm action dim (expected "
+                             f"indices in 0..{len(bounds.low) - 1} other than the gripper's {gripper})")
         if gripper is not None and (gripper not in getattr(readout, "dims", []) or not 0 <= gripper < len(bounds.low)):
             raise ValueError(f"mpc.subgoal_gripper={gripper}: needs a readout of that state dim (this checkpoint reads "
                              f"{getattr(readout, 'dims', None)}) and an action dim of that index ({len(bounds.low)} dims)")
@@ -205,13 +216,15 @@ class MPCPlanner:
         with torch.no_grad():  # what the model reads in each (sub-)goal image: the switch, gripper rule and plots use it
             self.goal_readouts = [readout(z) for z in self.goals] if readout is not None else []
         self.goal_bounds = self._bounds_per_goal()
+        self.releases = self._releases()
+        self.released = False  # the fingers of the current release have opened (release_hold)
         self.gripper_readings: list[float] = []  # the gripper's reading of each observed frame (gripper_settle)
         self._next_goal(0)
         self.steps_on_subgoals = 0
 
     def _next_goal(self, index: int) -> None:
         """Aim at goal `index` from now on: its step count and its stall watch start afresh."""
-        self.goal_index, self.steps_on_goal = index, 0
+        self.goal_index, self.steps_on_goal, self.released = index, 0, False
         self.best_gap, self.best_gap_step = float("inf"), 0  # the closest readout gap to it so far, and when
 
     def _bounds_per_goal(self) -> list[Bounds]:
@@ -228,6 +241,23 @@ class MPCPlanner:
             value = min(max(1.0 if closed else 0.0, float(base.low[dim])), float(base.high[dim]))
             bounds.append(Bounds(base.low, base.high, {**base.fixed, dim: value}))
         return bounds + [base] * (len(self.goals) - len(bounds))
+
+    def _releases(self) -> list[bool]:
+        """Which goals are releases: the gripper held open on it, held closed on the goal before it."""
+        dim = self.config.subgoal_gripper
+        held = [b.fixed.get(dim) for b in self.goal_bounds] if dim is not None else [None] * len(self.goals)
+        return [i > 0 and held[i] == 0.0 and held[i - 1] == 1.0 for i in range(len(held))]
+
+    def _bounds_now(self, read: torch.Tensor | None, state: np.ndarray | None) -> Bounds:
+        """The action bounds for this plan: the current goal's, with the `release_hold` dims at zero while its
+        release is under way (the observed gripper reading not yet below `release_open`)."""
+        bounds, c = self.goal_bounds[self.goal_index], self.config
+        if not c.release_hold or not self.releases[self.goal_index] or self.released:
+            return bounds
+        if self._gripper_reading(read, state) < c.release_open:
+            self.released = True
+            return bounds
+        return Bounds(bounds.low, bounds.high, {**bounds.fixed, **{d: 0.0 for d in c.release_hold}})
 
     @property
     def z_goal(self) -> torch.Tensor | None:
@@ -275,11 +305,15 @@ class MPCPlanner:
         recent = self.gripper_readings  # the last gripper_settle readings (_watch_gripper keeps no more)
         return len(recent) == c.gripper_settle and bool(np.all(np.abs(np.diff(recent)) < c.gripper_still))
 
-    def _watch_gripper(self, read: torch.Tensor, state: np.ndarray | None) -> None:
-        """Record the gripper's reading of this observation for `gripper_settle`: the measured one (proprioception)
-        when the state is given, else the model's readout `read` of the frame."""
+    def _gripper_reading(self, read: torch.Tensor, state: np.ndarray | None) -> float:
+        """The gripper's reading of this observation: the measured one (proprioception) when the state is given,
+        else the model's readout `read` of the frame."""
         dim = self.config.subgoal_gripper
-        reading = float(state[dim]) if state is not None else float(read[self.model.readout.dims.index(dim)])
+        return float(state[dim]) if state is not None else float(read[self.model.readout.dims.index(dim)])
+
+    def _watch_gripper(self, read: torch.Tensor, state: np.ndarray | None) -> None:
+        """Record the gripper's reading of this observation for `gripper_settle`."""
+        reading = self._gripper_reading(read, state)
         self.gripper_readings = (self.gripper_readings + [reading])[-self.config.gripper_settle:]
 
     def _advance(self, z: torch.Tensor, read: torch.Tensor | None) -> None:
@@ -349,7 +383,7 @@ class MPCPlanner:
         if self.plan is not None:  # warm start: the previous plan shifted by what was executed
             init = self.plan[self.config.execute:]
         start = time.perf_counter()
-        result = self.solver.solve(cost, self.config.horizon, self.goal_bounds[self.goal_index], init)
+        result = self.solver.solve(cost, self.config.horizon, self._bounds_now(read_now, state), init)
         self.plan_seconds.append(time.perf_counter() - start)
         self.plan = result.actions.detach().cpu()
         chosen = self.plan[: self.config.execute]

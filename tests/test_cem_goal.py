@@ -204,6 +204,44 @@ def test_the_gripper_is_held_as_each_subgoal_image_shows_it_and_planned_on_the_g
                       torch.device("cpu"), 0)
 
 
+def test_the_hand_holds_still_on_a_release_until_the_fingers_open(tmp_path):
+    """mpc.release_hold: on the goal where the held gripper goes from closed to open, the named action dims are
+    held at zero until the measured gripper reading falls below release_open; then they are planned again."""
+    from planners.factory import SolverConfig, build_planner, load_model
+    from planners.mpc import MPCConfig
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt", readout_dims=[0, 1, 2, 6]))
+    images = [np.full((32, 32, 3), v, np.uint8) for v in range(0, 256, 51)]
+    with torch.no_grad():
+        read = [float(model.readout(_encode(model, g))[3]) for g in images]
+    shut, open_ = images[int(np.argmax(read))], images[int(np.argmin(read))]
+    goals = [open_, shut, open_]  # approach (open), carry (closed), goal (open): the goal is a release
+
+    def translation_after_each_plan(grippers, **hold):
+        mpc = MPCConfig(horizon=1, readout_weight=0.0, subgoal_steps=1, subgoal_gripper=6, goal_gripper=True,
+                        gripper_closed=(max(read) + min(read)) / 2, **hold)
+        planner = build_planner(model, config, SolverConfig(samples=8, elites=2, iterations=1), mpc,
+                                {3: 0.0, 4: 0.0}, torch.device("cpu"), 0)
+        planner.reset(goals)
+        moved = []
+        for gripper in grippers:
+            state = np.array([0.4, 0.0, 0.3, 0.0, 0.0, 0.0, gripper], np.float32)
+            moved.append(float(planner.act(open_, state)[0, :3].abs().sum()))
+        assert planner.releases == [False, False, True]
+        return moved
+
+    grippers = [0.0, 0.4, 0.4, 0.3, 0.05, 0.4]  # closed on the carry, opening on the release, open, closed again
+    held = translation_after_each_plan(grippers, release_hold=[0, 1, 2], release_open=0.1)
+    assert held[2] == held[3] == 0.0  # the release: the hand stays while the fingers read 0.4 and 0.3
+    assert all(m > 0 for m in held[:2] + held[4:])  # before it, and once the fingers read open (for good)
+    assert all(m > 0 for m in translation_after_each_plan(grippers))  # without release_hold: always planned
+    with pytest.raises(ValueError, match=r"release_hold=\[0, 6\]: \[6\] not an arm action dim"):
+        translation_after_each_plan(grippers, release_hold=[0, 6])
+    with pytest.raises(ValueError, match="release_hold act on the gripper.*set mpc.subgoal_gripper"):
+        build_planner(model, config, SolverConfig(), MPCConfig(horizon=1, release_hold=[0]), {},
+                      torch.device("cpu"), 0)
+
+
 def test_the_readout_switch_waits_for_the_gripper_to_settle(tmp_path):
     """mpc.gripper_settle: a sub-goal is left by the readout switch only once the gripper's reading of the observed
     frames has held still for that many frames (the fingers done closing); frames whose reading keeps changing hold

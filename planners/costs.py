@@ -5,7 +5,8 @@ model out for all K candidates in one batched call per step (the model's `rollou
 Terms: `LatentGoalCost` (distance between predicted and goal latents), `ReadoutGoalCost` (the model's
 state readout of predicted vs goal latents, in metres; `readout_scale` turns other units, such as a yaw in radians,
 into metres), `StateBoxCost` (keeps the planned robot state inside the box the data covered, where the model's
-predictions and readout hold), `ActionCost` (the planned moves' size: no move the goal terms do not repay),
+predictions and readout hold), `ActionCost` (the planned moves' size: no move the goal terms do not repay), `ActionChangeCost` (the
+planned moves' changes, from the action executed last: no shaking back and forth),
 `StateGoalCost` (the true goal state: oracle checks only). Each reduces over the horizon itself (its last step, or the sum).
 """
 
@@ -153,18 +154,48 @@ class ActionCost:
         return (size * self.weights.to(actions)).sum(dim=(1, 2))
 
 
-def action_cost(weights: Mapping[int, float] | None, bounds: Bounds) -> ActionCost | None:
-    """The `mpc.action_cost` term for these bounds (None for none); a dim outside the actions, or held fixed, is
-    refused in one line."""
-    if not weights:
-        return None
+def _weighted_dims(weights: Mapping[int, float], bounds: Bounds, what: str) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """The dims of a per-dim action weight map, their weights and half-ranges; a dim outside the actions, or held
+    fixed, is refused in one line."""
     dims = [int(d) for d in weights]
     bad = [d for d in dims if not 0 <= d < len(bounds.low) or d in bounds.fixed or bounds.high[d] <= bounds.low[d]]
     if bad:
-        raise ValueError(f"mpc.action_cost: dims {bad} are not free action dims (actions have {len(bounds.low)} "
+        raise ValueError(f"{what}: dims {bad} are not free action dims (actions have {len(bounds.low)} "
                          f"dims, fixed {sorted(bounds.fixed)})")
     span = (bounds.high[dims] - bounds.low[dims]) / 2
-    return ActionCost(dims, torch.tensor([float(weights[d]) for d in weights]), span)
+    return dims, torch.tensor([float(weights[d]) for d in weights]), span
+
+
+def action_cost(weights: Mapping[int, float] | None, bounds: Bounds) -> ActionCost | None:
+    """The `mpc.action_cost` term for these bounds (None for none)."""
+    return ActionCost(*_weighted_dims(weights, bounds, "mpc.action_cost")) if weights else None
+
+
+@dataclass
+class ActionChangeCost:
+    """The planned actions' changes: per dim, weight x |a_t - a_t-1| in units of that dim's half-range, summed over
+    the dims and the horizon, the first step against the action executed last (`previous`, when there is one).
+    Where the model's predictions are off (a cube in hand, far from the data), each plan chose a full move one
+    way and the next plan the move back: the hand shook +-10 cm step to step and threw the cube. This charges the
+    reversal, not the move."""
+
+    dims: list[int]
+    weights: torch.Tensor  # (B,) per dim in `dims`: cost per half-range of change
+    span: torch.Tensor  # (B,) the half-range of each
+    previous: torch.Tensor | None = None  # (A,) the action executed last
+
+    def __call__(self, pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        moves = actions[..., self.dims]  # (K, H, B)
+        if self.previous is not None:
+            before = self.previous.to(actions)[self.dims].expand(moves.shape[0], 1, -1)
+            moves = torch.cat([before, moves], dim=1)
+        change = (moves[:, 1:] - moves[:, :-1]).abs() / self.span.to(actions)  # (K, H or H - 1, B)
+        return (change * self.weights.to(actions)).sum(dim=(1, 2))
+
+
+def action_change_cost(weights: Mapping[int, float] | None, bounds: Bounds) -> ActionChangeCost | None:
+    """The `mpc.action_change` term for these bounds (None for none); `previous` is set per plan."""
+    return ActionChangeCost(*_weighted_dims(weights, bounds, "mpc.action_change")) if weights else None
 
 
 @dataclass

@@ -43,10 +43,12 @@ import torch
 
 from datasets.transforms import resize_uint8
 from planners.costs import (
+    ActionChangeCost,
     LatentGoalCost,
     ReadoutGoalCost,
     StateBoxCost,
     StateGoalCost,
+    action_change_cost,
     action_cost,
     latent_distance,
     readout_gap,
@@ -93,6 +95,9 @@ class MPCConfig:
     # action dim -> cost per half-range of its planned size, summed over the horizon (delta dims only; e.g.
     # {0: 0.05, 1: 0.05, 2: 0.05}): the plan moves only as far as the goal terms repay
     action_cost: dict[int, float] | None = None
+    # action dim -> cost per half-range of change between consecutive planned actions (the first against the one
+    # executed last), summed over the horizon (e.g. {0: 0.5, 1: 0.5, 2: 0.5}): no shaking back and forth
+    action_change: dict[int, float] | None = None
     precision: str = "float32"  # float32 | bfloat16: the rollouts' matrix products (costs stay float32)
 
 
@@ -186,6 +191,7 @@ class MPCPlanner:
         self.readout_factors = readout_scale(getattr(readout, "dims", None), config.readout_scale)
         self.state_box = state_box(config.state_box, len(bounds.low))  # (dims, low, high) or None
         self.action_cost = action_cost(config.action_cost, bounds)
+        self.action_change = action_change_cost(config.action_change, bounds)
         self.device = torch.device(device)
         self.model, self.solver, self.bounds, self.config = model, solver, bounds.to(self.device), config
         self.image_size = image_size  # frames of another size are resized to it (None: taken as they come)
@@ -334,6 +340,10 @@ class MPCPlanner:
                                          self.readout_factors))
         if self.action_cost is not None:
             terms.append(self.action_cost)
+        if self.action_change is not None:
+            last = self.executed[-1].to(self.device) if self.executed else None
+            terms.append(ActionChangeCost(self.action_change.dims, self.action_change.weights,
+                                          self.action_change.span, last))
         if self.state_box is not None:
             if not self.states:
                 raise RuntimeError("mpc.state_box needs the observed robot state: pass state= to act()")

@@ -284,3 +284,38 @@ def test_a_heavy_action_cost_makes_the_planner_hold_still(tmp_path):
         planner.reset(goal)
         moves.append(float(planner.act(frame)[0, :3].abs().max()))
     assert moves[1] < 0.1 * moves[0]  # the plan is the mean (no move) rather than the best full-range sample
+
+
+def test_the_action_change_cost_charges_each_change_from_the_action_before():
+    from planners.costs import action_change_cost
+
+    bounds = Bounds.droid(fixed={3: 0.0})  # position 0.075 m per step
+    term = action_change_cost({"0": 1.0}, bounds)
+    actions = torch.zeros(2, 3, 7)
+    actions[0, :, 0] = torch.tensor([0.075, -0.075, 0.075])  # shaking: two full-range reversals (4 half-ranges)
+    actions[1, :, 0] = 0.075  # one steady move: no change within the plan
+    assert torch.allclose(term(None, actions), torch.tensor([4.0, 0.0]))
+    term.previous = torch.zeros(7)  # ... but the first step is a change from the last executed action (at rest)
+    assert torch.allclose(term(None, actions), torch.tensor([5.0, 1.0]))
+    assert action_change_cost(None, bounds) is None
+    with pytest.raises(ValueError, match="mpc.action_change: dims \\[3\\] are not free action dims"):
+        action_change_cost({3: 1.0}, bounds)
+
+
+def test_a_heavy_action_change_cost_makes_the_planner_repeat_its_last_action(tmp_path):
+    from helpers import tiny_checkpoint
+
+    from planners.factory import SolverConfig, build_planner, load_model
+    from planners.mpc import MPCConfig
+
+    model, config, _ = load_model(tiny_checkpoint(tmp_path / "ckpt"))
+    goal, frames = np.zeros((32, 32, 3), np.uint8), [np.full((32, 32, 3), v, np.uint8) for v in (120, 30)]
+    changes = []
+    for cost in (None, {0: 1e3, 1: 1e3, 2: 1e3}):
+        planner = build_planner(model, config, SolverConfig(samples=32, elites=4, iterations=3),
+                                MPCConfig(horizon=2, action_change=cost), {3: 0.0, 4: 0.0, 5: 0.0},
+                                torch.device("cpu"), 0)
+        planner.reset(goal)
+        first, second = (planner.act(frame)[0, :3] for frame in frames)
+        changes.append(float((second - first).abs().max()))
+    assert changes[1] < 0.1 * changes[0]  # the second plan keeps the first plan's move

@@ -549,16 +549,18 @@ def test_the_shipped_push_model_pushes_the_cube_with_no_arguments(monkeypatch):
 def test_the_shipped_pick_and_place_model_goes_for_the_cube_with_open_fingers_with_no_arguments(monkeypatch):
     """checkpoints/pickplace_default carries its task: FrankaPickPlace-v0 at 96 px with the wrist camera beside the
     exterior one, slow fingers, the gripper starting down, the sub-goal images with the cube held 2 cm above its
-    goal last, the gripper held as each (sub-)goal image shows it; with nothing else given its first steps bring the
-    open hand over the cube (the first sub-goal)."""
+    goal last, the gripper held as each (sub-)goal image shows it and the hand held still while the fingers let go;
+    with nothing else given its first steps bring the open hand over the cube (the first sub-goal)."""
     from common.seeding import evaluation_seed
+    from envs.franka_model import FIRM_GRIP
 
-    made, _ = _plan_shipped(monkeypatch, "pickplace_default", episodes=1, max_steps=15)
+    made, _ = _plan_shipped(monkeypatch, "pickplace_default", episodes=1, max_steps=10)
     (config, u), = made
     assert (config.env_id, u.start_down, u.finger_speed, u.image_size, u.cameras, config.subgoals, u.place_subgoal,
-            u.place_height, config.mpc.subgoal_gripper, config.mpc.goal_gripper, u.finger_servo) == \
+            u.place_height, config.mpc.subgoal_gripper, config.mpc.goal_gripper, list(config.mpc.release_hold),
+            u.finger_servo) == \
         ("FrankaPickPlace-v0", True, 0.05, (96, 96), ["exterior_1_left", "wrist_left"], True, True, 0.02, 6, True,
-         (800.0, 40.0))  # the finger servo it was trained with, not the task's firm-grip default
+         [0, 1, 2, 5], FIRM_GRIP)  # the finger servo it was trained with (the task's default)
     end = np.linalg.norm(u.tcp_pose()[0][:2] - u.cube_pos()[:2])
     env = gym.make("FrankaPickPlace-v0", image_size=32, start_down=True)
     try:
@@ -567,7 +569,7 @@ def test_the_shipped_pick_and_place_model_goes_for_the_cube_with_open_fingers_wi
     finally:
         env.close()
     assert end < start - 0.05 and end < 0.05, (start, end)  # over the cube ...
-    assert float(u.state()[6]) < u.RELEASED  # ... with the fingers open
+    assert float(u.state()[6]) < u.RELEASED, (start, end, u.state()[6])  # ... with the fingers open
 
 
 def test_a_tilted_gripper_keeps_the_goal_image_out_of_reach():

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,6 @@ import torch
 
 from datasets.transforms import resize_uint8
 from planners.costs import (
-    ActionChangeCost,
     LatentGoalCost,
     ReadoutGoalCost,
     StateBoxCost,
@@ -342,8 +341,7 @@ class MPCPlanner:
             terms.append(self.action_cost)
         if self.action_change is not None:
             last = self.executed[-1].to(self.device) if self.executed else None
-            terms.append(ActionChangeCost(self.action_change.dims, self.action_change.weights,
-                                          self.action_change.span, last))
+            terms.append(replace(self.action_change, previous=last))
         if self.state_box is not None:
             if not self.states:
                 raise RuntimeError("mpc.state_box needs the observed robot state: pass state= to act()")

@@ -5,8 +5,8 @@ model out for all K candidates in one batched call per step (the model's `rollou
 Terms: `LatentGoalCost` (distance between predicted and goal latents), `ReadoutGoalCost` (the model's
 state readout of predicted vs goal latents, in metres; `readout_scale` turns other units, such as a yaw in radians,
 into metres), `StateBoxCost` (keeps the planned robot state inside the box the data covered, where the model's
-predictions and readout hold), `ActionCost` (the planned moves' size: no move the goal terms do not repay), `ActionChangeCost` (the
-planned moves' changes, from the action executed last: no shaking back and forth),
+predictions and readout hold), `ActionCost` (the planned moves' size: no move the goal terms do not repay),
+`ActionChangeCost` (the planned moves' changes, from the action executed last: no shaking back and forth),
 `StateGoalCost` (the true goal state: oracle checks only). Each reduces over the horizon itself (its last step, or the sum).
 """
 
@@ -154,7 +154,8 @@ class ActionCost:
         return (size * self.weights.to(actions)).sum(dim=(1, 2))
 
 
-def _weighted_dims(weights: Mapping[int, float], bounds: Bounds, what: str) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+def _weighted_dims(weights: Mapping[int, float], bounds: Bounds,
+                   what: str) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """The dims of a per-dim action weight map, their weights and half-ranges; a dim outside the actions, or held
     fixed, is refused in one line."""
     dims = [int(d) for d in weights]
